@@ -1,0 +1,1 @@
+"""The lab: data sets, models, vectorized training, metrics, result store, studies."""
