@@ -10,7 +10,7 @@ Example:
     >>> reg.get("two")
     Traceback (most recent call last):
     ...
-    weightlab.errors.UnknownNameError: Expected `thing` to be one of 'one', but got 'two'. Use one of those names; `reg.names()` lists them.
+    weightlab.errors.UnknownNameError: Expected `thing` to be one of 'one', but got 'two'. ...
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
-"""``digits-lt``: scikit-learn's 8x8 digits made long-tailed, as CIFAR-10-LT is.
+r"""``digits-lt``: scikit-learn's 8x8 digits made long-tailed, as CIFAR-10-LT is.
 
 The CIFAR-10-LT protocol (Cui et al. 2019; Cao et al. 2019) keeps, of class
 ``c`` (0-based, ``C`` classes), an exponentially decaying number of training
 examples
 
 .. math::
-    n_c = \\lfloor n_{max} \\cdot \\rho^{-c / (C - 1)} \\rfloor
+    n_c = \lfloor n_{max} \cdot \rho^{-c / (C - 1)} \rfloor
 
-where :math:`\\rho = n_0 / n_{C-1}` is the imbalance ratio, while the test split
+where :math:`\rho = n_0 / n_{C-1}` is the imbalance ratio, while the test split
 stays balanced. Here the digits (about 180 images per class) are split per
 class into a balanced test split, a balanced validation split, and a training
 pool from which the long-tailed training split is drawn.
@@ -33,9 +33,9 @@ HEAD_COUNT = 100
 
 
 def long_tail_counts(num_classes: int, head: int, imbalance_ratio: float) -> list[int]:
-    """Per-class counts of an exponential long tail, head first.
+    r"""Per-class counts of an exponential long tail, head first.
 
-    .. math:: n_c = \\lfloor head \\cdot \\rho^{-c/(C-1)} \\rfloor, at least 1
+    .. math:: n_c = \lfloor head \cdot \rho^{-c/(C-1)} \rfloor, at least 1
 
     Example:
         >>> long_tail_counts(5, 100, 100.0)

@@ -1,0 +1,350 @@
+"""Softmax cross-entropy with explicit class weights, sample weights and normalisation."""
+
+from __future__ import annotations
+
+from typing import Literal, overload
+
+import torch
+from torch import Tensor
+
+from weightlab.errors import InvalidDtypeError, ShapeMismatchError, expected
+from weightlab.functional._reduction import LossParts, reduce_loss
+from weightlab.functional._validation import (
+    Normalize,
+    Reduction,
+    WeightLike,
+    as_weight,
+    check_class_targets,
+    check_device,
+    check_logits,
+    check_normalize,
+    check_probability_range,
+    check_reduction,
+    check_sample_weight,
+    check_weight_shape,
+    check_weight_values,
+    shape_str,
+    values_checked,
+)
+
+__all__ = ["compute_dtype", "cross_entropy", "prepare_class_weight", "prepare_sample_weight"]
+
+
+def compute_dtype(input: Tensor) -> torch.dtype:
+    """float16/bfloat16 inputs are computed in float32; other float dtypes as they are."""
+    return torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else input.dtype
+
+
+def prepare_class_weight(
+    class_weight: WeightLike | None,
+    input: Tensor,
+    num_classes: int,
+    dtype: torch.dtype,
+    validate_args: bool,
+) -> Tensor | None:
+    """Check a per-class weight vector of length ``num_classes`` and cast it to ``dtype``."""
+    if class_weight is None:
+        return None
+    weight = as_weight("class_weight", class_weight, input, dtype)
+    check_weight_shape(
+        "class_weight", weight, (num_classes,), f"one weight per class, C={num_classes}"
+    )
+    if values_checked(validate_args):
+        check_weight_values("class_weight", weight)
+    return weight
+
+
+def prepare_sample_weight(
+    sample_weight: WeightLike | None,
+    input: Tensor,
+    element_shape: tuple[int, ...],
+    dtype: torch.dtype,
+    validate_args: bool,
+) -> Tensor | None:
+    """Check per-sample ``(N,)`` or per-element weights and expand them to ``element_shape``."""
+    if sample_weight is None:
+        return None
+    weight = as_weight("sample_weight", sample_weight, input, dtype)
+    per_sample = element_shape[:1]
+    check_sample_weight(
+        weight, [per_sample, element_shape], "one weight per sample, or per loss element"
+    )
+    if values_checked(validate_args):
+        check_weight_values("sample_weight", weight, allow_all_zero=True)
+    if weight.shape != element_shape:
+        weight = weight.view(per_sample + (1,) * (len(element_shape) - 1)).expand(element_shape)
+    return weight
+
+
+def _class_view(weight: Tensor, ndim: int) -> Tensor:
+    """Shape a (C,) vector to broadcast along dim 1 of an (N, C, d1, ..., dk) tensor."""
+    return weight.view((1, -1) + (1,) * (ndim - 2))
+
+
+@overload
+def cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    *,
+    class_weight: WeightLike | None = ...,
+    sample_weight: WeightLike | None = ...,
+    ignore_index: int = ...,
+    label_smoothing: float = ...,
+    reduction: Literal["mean", "sum", "none"] = ...,
+    normalize: Normalize | None = ...,
+    validate_args: bool = ...,
+) -> Tensor: ...
+
+
+@overload
+def cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    *,
+    class_weight: WeightLike | None = ...,
+    sample_weight: WeightLike | None = ...,
+    ignore_index: int = ...,
+    label_smoothing: float = ...,
+    reduction: Literal["parts"],
+    normalize: Normalize | None = ...,
+    validate_args: bool = ...,
+) -> LossParts: ...
+
+
+def cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    *,
+    class_weight: WeightLike | None = None,
+    sample_weight: WeightLike | None = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    reduction: Literal["mean", "sum", "none", "parts"] = "mean",
+    normalize: Normalize | None = None,
+    validate_args: bool = True,
+) -> Tensor | LossParts:
+    r"""Softmax cross-entropy on logits, with class and sample weights that multiply.
+
+    With class indices :math:`y_i`, class weights :math:`w_c` and sample weights
+    :math:`s_i`, and :math:`\log p_{ic}` the log-softmax over dim 1:
+
+    .. math::
+        l_i = s_i \Big[(1-\varepsilon)\, w_{y_i} (-\log p_{i y_i})
+              + \tfrac{\varepsilon}{C} \sum_c w_c (-\log p_{ic})\Big]
+
+    and the applied weight is :math:`s_i w_{y_i}`. With probability targets
+    :math:`t_{ic}` (smoothed to :math:`(1-\varepsilon) t_{ic} + \varepsilon / C`):
+    :math:`l_i = -s_i \sum_c w_c t_{ic} \log p_{ic}`, applied weight
+    :math:`s_i \sum_c w_c t_{ic}`.
+
+    PyTorch conventions kept by default (``normalize=None``):
+
+    - class indices: ``"mean"`` divides by the sum of applied weights
+      :math:`\sum_i s_i w_{y_i}` over elements that are not ignored;
+    - label smoothing with class weights: the smoothing term weights class
+      :math:`c` by :math:`w_c`, not by the target's weight, and is divided by
+      the same sum of target weights;
+    - probability targets with class weights: ``"mean"`` divides by the number
+      of elements :math:`N \cdot d_1 \cdots d_k`, not by any weight.
+
+    An empty batch, or one where every element is ignored (or weighs 0), gives
+    a loss of 0 with a zero gradient (PyTorch gives NaN).
+
+    Args:
+        input: logits of shape ``(N, C)``, ``(N, C, d1, ..., dk)`` or ``(C,)``.
+            float16/bfloat16 are computed in float32 and returned in their dtype.
+        target: class indices (integer dtype) of shape ``(N,)``/``(N, d1, ..., dk)``,
+            or class probabilities (floating) of the input's shape.
+        class_weight: weight of each class, shape ``(C,)``; indexed by the target class.
+        sample_weight: weight of each sample ``(N,)`` or of each element
+            ``(N, d1, ..., dk)``; never broadcast from other shapes.
+        ignore_index: class-index target value that contributes nothing (not
+            used with probability targets).
+        label_smoothing: :math:`\varepsilon \in [0, 1]`.
+        reduction: ``"mean"``, ``"sum"``, ``"none"`` (per element), or ``"parts"``
+            (a :class:`LossParts` of the weighted sum and its normaliser).
+        normalize: what ``"mean"`` divides by: ``"weight"`` (sum of applied
+            weights), ``"count"`` (number of elements not ignored), or ``None``
+            for PyTorch's choice (``"weight"`` for class indices, ``"count"`` for
+            probability targets).
+        validate_args: run value checks that sync the device (weights finite and
+            non-negative, targets in range). Skipped while ``torch.compile`` traces.
+
+    Returns:
+        The loss (a scalar, or per element with ``"none"``), or :class:`LossParts`.
+
+    Raises:
+        InvalidDtypeError: integer/boolean logits; float class indices; integer
+            targets of the input's shape.
+        ShapeMismatchError: target or sample weights that do not match the input.
+        InvalidWeightError: weights of the wrong length, negative, NaN, inf or all zero.
+        TargetOutOfRangeError: a class index outside ``[0, C)`` that is not ``ignore_index``.
+        DeviceMismatchError: a weight or target on another device than ``input``.
+        UnknownNameError: an unknown ``reduction`` or ``normalize``.
+
+    Example:
+        >>> logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        >>> target = torch.tensor([0, 2])
+        >>> cross_entropy(logits, target, class_weight=[1.0, 1.0, 3.0])
+        tensor(1.2235)
+        >>> torch.nn.functional.cross_entropy(logits, target, weight=torch.tensor([1.0, 1.0, 3.0]))
+        tensor(1.2235)
+        >>> cross_entropy(logits, target, class_weight=[1.0, 1.0, 3.0], normalize="count")
+        tensor(2.4469)
+    """
+    return _cross_entropy(
+        input,
+        target,
+        class_weight,
+        sample_weight,
+        ignore_index,
+        label_smoothing,
+        reduction,
+        normalize,
+        validate_args,
+    )
+
+
+def _cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    class_weight: WeightLike | None,
+    sample_weight: WeightLike | None,
+    ignore_index: int,
+    label_smoothing: float,
+    reduction: Reduction,
+    normalize: Normalize | None,
+    validate_args: bool,
+) -> Tensor | LossParts:
+    check_reduction(reduction)
+    check_normalize(normalize)
+    check_probability_range("label_smoothing", label_smoothing)
+    check_logits(input)
+    if not isinstance(target, Tensor):
+        raise InvalidDtypeError(
+            expected(
+                "target",
+                "to be a torch.Tensor",
+                type(target).__name__,
+                "Convert labels with `torch.as_tensor(labels)`.",
+            )
+        )
+    check_device("target", target, input)
+    if input.dim() == 1:
+        unbatched = _cross_entropy(
+            input.unsqueeze(0),
+            target.unsqueeze(0),
+            class_weight,
+            None if sample_weight is None else _unsqueeze(sample_weight),
+            ignore_index,
+            label_smoothing,
+            reduction,
+            normalize,
+            validate_args,
+        )
+        if isinstance(unbatched, Tensor) and reduction == "none":
+            return unbatched.squeeze(0)
+        return unbatched
+    if input.dim() == 0:
+        raise ShapeMismatchError(
+            expected(
+                "input",
+                "to have shape (N, C), (N, C, d1, ..., dk) or (C,)",
+                "a 0-d tensor",
+                "Pass one logit per class.",
+            )
+        )
+    num_classes = input.shape[1]
+    probabilities = _is_probability_target(input, target)
+    dtype = compute_dtype(input)
+    logits = input.to(dtype)
+    weight = prepare_class_weight(class_weight, input, num_classes, dtype, validate_args)
+    log_p = torch.log_softmax(logits, dim=1)
+    eps = float(label_smoothing)
+    if probabilities:
+        element_shape = (input.shape[0], *input.shape[2:])
+        probs = target.to(dtype)
+        if eps > 0:
+            probs = probs * (1.0 - eps) + eps / num_classes
+        weighted = probs if weight is None else probs * _class_view(weight, input.dim())
+        loss = -(weighted * log_p).sum(1)
+        applied = weighted.sum(1)
+        counted = torch.ones_like(loss)
+        default_normalize: Normalize = "count"
+    else:
+        element_shape = tuple(target.shape)
+        if values_checked(validate_args):
+            check_class_targets(target, num_classes, ignore_index)
+        kept = target != ignore_index
+        safe_target = torch.where(kept, target, torch.zeros_like(target))
+        nll = -log_p.gather(1, safe_target.unsqueeze(1)).squeeze(1)
+        counted = kept.to(dtype)
+        applied = counted if weight is None else weight[safe_target] * counted
+        loss = applied * nll
+        if eps > 0:
+            smooth = -(log_p if weight is None else log_p * _class_view(weight, input.dim())).sum(1)
+            loss = (1.0 - eps) * loss + (eps / num_classes) * smooth * counted
+        default_normalize = "weight"
+    samples = prepare_sample_weight(sample_weight, input, element_shape, dtype, validate_args)
+    if samples is not None:
+        loss = loss * samples
+        applied = applied * samples
+    return reduce_loss(
+        loss, applied, counted, reduction, normalize or default_normalize, input.dtype
+    )
+
+
+def _unsqueeze(weight: WeightLike) -> Tensor:
+    """Give the weight of an unbatched sample a batch axis of length 1."""
+    tensor = weight if isinstance(weight, Tensor) else torch.as_tensor(weight, dtype=torch.float64)
+    return tensor.reshape(-1)
+
+
+def _is_probability_target(input: Tensor, target: Tensor) -> bool:
+    """Decide the target kind from dtype and shape; refuse the mixed-up combinations."""
+    index_shape = (input.shape[0], *input.shape[2:])
+    if target.dtype == torch.bool:
+        raise InvalidDtypeError(
+            expected(
+                "target",
+                "to hold class indices (an integer dtype) or class probabilities (floating)",
+                "dtype torch.bool",
+                "Call `target.long()` for class indices, or `target.float()` for probabilities.",
+            )
+        )
+    if target.is_floating_point():
+        if tuple(target.shape) == tuple(input.shape):
+            return True
+        if tuple(target.shape) == index_shape:
+            raise InvalidDtypeError(
+                expected(
+                    "target",
+                    f"of shape {shape_str(index_shape)} to hold class indices (an integer dtype)",
+                    f"dtype {target.dtype}",
+                    "Call `target.long()`, or pass class probabilities of the input's shape "
+                    f"{shape_str(input.shape)}.",
+                )
+            )
+    elif tuple(target.shape) == index_shape:
+        return False
+    elif tuple(target.shape) == tuple(input.shape):
+        raise InvalidDtypeError(
+            expected(
+                "target",
+                f"of the input's shape {shape_str(input.shape)} to hold class probabilities "
+                "(a floating dtype)",
+                f"dtype {target.dtype}",
+                "For one-hot labels pass `target.argmax(1)` (class indices) or `target.float()`.",
+            )
+        )
+    raise ShapeMismatchError(
+        expected(
+            "target",
+            f"to have shape {shape_str(index_shape)} (class indices) or "
+            f"{shape_str(input.shape)} (class probabilities) for input of shape "
+            f"{shape_str(input.shape)}",
+            f"shape {shape_str(target.shape)}",
+            "Check that `target` holds one label per sample (and per position for "
+            "(N, C, d1, ..., dk) inputs).",
+        )
+    )
