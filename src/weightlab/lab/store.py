@@ -1,0 +1,252 @@
+"""Where a study's trials go: an abstract result store and its in-memory backend.
+
+Everything a study produces goes to its store first; the summary and the
+report are read back from it. The contract (stated on :class:`ResultStore`)
+is what makes a stopped study resumable: a trial is stored whole or not at
+all, so after a crash every stored trial is complete and every other trial is
+simply run again. :class:`~weightlab.lab.store_sqlite.SQLiteStore` is the
+default, on-disk backend; :class:`MemoryStore` keeps everything in a dict (for
+tests and throw-away studies). Both pass the same contract tests
+(``tests/test_lab_store.py``).
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from weightlab.errors import InvalidValueError, expected
+from weightlab.lab.trial import TrialConfig, TrialResult
+
+__all__ = [
+    "FINISHED_STATUSES",
+    "MemoryStore",
+    "ResultStore",
+    "result_from_dict",
+    "result_to_dict",
+]
+
+#: Statuses of a trial that a resumed study does not run again.
+FINISHED_STATUSES = ("done", "failed")
+
+
+def result_to_dict(result: TrialResult) -> dict[str, Any]:
+    """Return a JSON-ready dict of ``result`` (its config as :meth:`TrialConfig.to_dict`)."""
+    return {
+        "trial_id": result.config.trial_id,
+        "config": result.config.to_dict(),
+        "status": result.status,
+        "reason": result.reason,
+        "train_loss": [float(v) for v in result.train_loss],
+        "val_metric": [float(v) for v in result.val_metric],
+        "metrics": {k: float(v) for k, v in result.metrics.items()},
+        "per_class": {k: [float(x) for x in v] for k, v in result.per_class.items()},
+        "test_logits": [[float(x) for x in row] for row in result.test_logits],
+        "timings": {k: float(v) for k, v in result.timings.items()},
+        "extra": copy.deepcopy(result.extra),
+    }
+
+
+def result_from_dict(d: dict[str, Any]) -> TrialResult:
+    """Inverse of :func:`result_to_dict`."""
+    return TrialResult(
+        config=TrialConfig.from_dict(d["config"]),
+        status=d["status"],
+        reason=d.get("reason", ""),
+        train_loss=list(d.get("train_loss", [])),
+        val_metric=list(d.get("val_metric", [])),
+        metrics=dict(d.get("metrics", {})),
+        per_class={k: list(v) for k, v in d.get("per_class", {}).items()},
+        test_logits=[list(r) for r in d.get("test_logits", [])],
+        timings=dict(d.get("timings", {})),
+        extra=dict(d.get("extra", {})),
+    )
+
+
+def check_result(result: TrialResult) -> None:
+    """Refuse a result a store must not keep (an unknown status, or not a ``TrialResult``).
+
+    Raises:
+        InvalidValueError: if ``result`` is not a ``TrialResult`` or its status
+            is not ``"done"`` or ``"failed"``, or a failed trial has no reason.
+    """
+    if not isinstance(result, TrialResult):
+        raise InvalidValueError(
+            expected(
+                "result",
+                "to be a TrialResult",
+                type(result).__name__,
+                "Store what the engine returns (weightlab.lab.trial.TrialResult).",
+            )
+        )
+    if result.status not in FINISHED_STATUSES:
+        raise InvalidValueError(
+            expected(
+                "result.status",
+                "to be 'done' or 'failed'",
+                repr(result.status),
+                "Store a trial once it has finished; use mark_running() before.",
+            )
+        )
+    if result.status == "failed" and not result.reason:
+        raise InvalidValueError(
+            expected(
+                "result.reason",
+                "to say why a failed trial failed",
+                "an empty reason",
+                "Set reason, e.g. 'non-finite loss at epoch 3'.",
+            )
+        )
+
+
+def check_meta_value(key: str, value: Any) -> str:
+    """Return ``value`` as JSON, or raise if it cannot be stored as study metadata."""
+    try:
+        return json.dumps(value, sort_keys=True, allow_nan=True)
+    except (TypeError, ValueError) as err:
+        raise InvalidValueError(
+            expected(
+                f"meta[{key!r}]",
+                "to be JSON-serialisable (dicts, lists, strings, numbers, bools, None)",
+                type(value).__name__,
+                f"Convert it first ({err}).",
+            )
+        ) from None
+
+
+class ResultStore(abc.ABC):
+    """The storage contract every result-store backend fulfils.
+
+    Like optuna's storages, a backend promises behaviour, not a layout:
+
+    * :meth:`put` stores a finished (``"done"``) or failed (``"failed"``) trial
+      **whole or not at all**: a reader, or a process started after a crash
+      at any instant, sees either the complete earlier state or the complete
+      new trial, never a part of it. Storing a trial id that is already there
+      replaces that record (a re-run of the same configuration).
+    * A trial marked with :meth:`mark_running` and never :meth:`put` is
+      *unfinished*: it shows in :meth:`running_ids`, not in
+      :meth:`finished_ids` or :meth:`results`, and a resumed study runs it
+      again. :meth:`mark_running` never demotes a finished trial.
+    * :meth:`get` returns an equal copy of what was put (or ``None``);
+      mutating it does not change the store. :meth:`results` yields finished
+      trials in the order they were first stored.
+    * :meth:`put_meta` / :meth:`get_meta` keep JSON-serialisable study
+      metadata (the command, library versions, the data summary) under
+      string keys; putting a key again replaces its value.
+    * One process writes at a time; any number may read.
+
+    Backends also work as context managers (``with SQLiteStore(p) as s:``);
+    :meth:`close` releases the backend's resources.
+    """
+
+    @abc.abstractmethod
+    def put(self, result: TrialResult) -> None:
+        """Store a finished or failed trial atomically, replacing any earlier record of its id.
+
+        Raises:
+            InvalidValueError: see :func:`check_result`.
+        """
+
+    @abc.abstractmethod
+    def get(self, trial_id: str) -> TrialResult | None:
+        """Return the finished trial ``trial_id``, or ``None`` if it has not finished."""
+
+    @abc.abstractmethod
+    def finished_ids(self) -> set[str]:
+        """Return the ids of every finished (done or failed) trial."""
+
+    @abc.abstractmethod
+    def results(self) -> Iterator[TrialResult]:
+        """Yield every finished trial, in the order they were first stored."""
+
+    @abc.abstractmethod
+    def mark_running(self, configs: Iterable[TrialConfig]) -> None:
+        """Record that these trials have started (finished ones keep their result)."""
+
+    @abc.abstractmethod
+    def running_ids(self) -> set[str]:
+        """Return the ids of trials marked running that have not been put since."""
+
+    @abc.abstractmethod
+    def put_meta(self, key: str, value: Any) -> None:
+        """Store a JSON-serialisable study metadata value under ``key``.
+
+        Raises:
+            InvalidValueError: if ``value`` is not JSON-serialisable.
+        """
+
+    @abc.abstractmethod
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        """Return the metadata value under ``key``, or ``default``."""
+
+    @abc.abstractmethod
+    def meta(self) -> dict[str, Any]:
+        """Return all study metadata as a dict."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release the backend's resources; the default does nothing."""
+
+    def __len__(self) -> int:
+        return len(self.finished_ids())
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class MemoryStore(ResultStore):
+    """A store that keeps everything in memory and forgets it when the process ends.
+
+    Example:
+        >>> from weightlab.lab.trial import TrialConfig, TrialResult
+        >>> store = MemoryStore()
+        >>> cfg = TrialConfig("digits-lt", "mlp", "sgd", "none", None, 0)
+        >>> store.put(TrialResult(cfg, "done", metrics={"macro_f1": 0.5}))
+        >>> store.get(cfg.trial_id).metrics
+        {'macro_f1': 0.5}
+    """
+
+    def __init__(self) -> None:
+        self._trials: dict[str, dict[str, Any]] = {}
+        self._running: set[str] = set()
+        self._meta: dict[str, str] = {}
+
+    def put(self, result: TrialResult) -> None:  # noqa: D102
+        check_result(result)
+        # Serialise first: a value that cannot be stored fails before anything changes.
+        blob = json.dumps(result_to_dict(result), allow_nan=True)
+        tid = result.config.trial_id
+        self._trials[tid] = json.loads(blob)
+        self._running.discard(tid)
+
+    def get(self, trial_id: str) -> TrialResult | None:  # noqa: D102
+        d = self._trials.get(trial_id)
+        return None if d is None else result_from_dict(copy.deepcopy(d))
+
+    def finished_ids(self) -> set[str]:  # noqa: D102
+        return set(self._trials)
+
+    def results(self) -> Iterator[TrialResult]:  # noqa: D102
+        for d in list(self._trials.values()):
+            yield result_from_dict(copy.deepcopy(d))
+
+    def mark_running(self, configs: Iterable[TrialConfig]) -> None:  # noqa: D102
+        self._running.update(c.trial_id for c in configs if c.trial_id not in self._trials)
+
+    def running_ids(self) -> set[str]:  # noqa: D102
+        return set(self._running)
+
+    def put_meta(self, key: str, value: Any) -> None:  # noqa: D102
+        self._meta[key] = check_meta_value(key, value)
+
+    def get_meta(self, key: str, default: Any = None) -> Any:  # noqa: D102
+        return json.loads(self._meta[key]) if key in self._meta else default
+
+    def meta(self) -> dict[str, Any]:  # noqa: D102
+        return {k: json.loads(v) for k, v in self._meta.items()}

@@ -1,0 +1,303 @@
+"""The default result store: one embedded SQLite file (``build/study.sqlite``).
+
+Schema (``PRAGMA user_version = 1``)::
+
+    CREATE TABLE trials (
+        trial_id    TEXT PRIMARY KEY,   -- TrialConfig.trial_id
+        status      TEXT NOT NULL,      -- 'running', 'done' or 'failed'
+        data TEXT, arch TEXT, optimizer TEXT, weighting TEXT,
+        alpha REAL, seed INTEGER,       -- copied from config, for SQL queries
+        stack_key   TEXT NOT NULL,
+        config      TEXT NOT NULL,      -- TrialConfig.to_dict() as JSON
+        result      TEXT,               -- result_to_dict() as JSON (curves, metrics,
+                                        -- per-class metrics, test logits, timings)
+        reason      TEXT NOT NULL DEFAULT '',
+        started_at  REAL,               -- unix time of mark_running
+        finished_at REAL,               -- unix time of put
+        finished_order INTEGER          -- 1, 2, ... in the order trials first finished
+    );
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);  -- JSON values
+
+The database runs in WAL mode: :meth:`SQLiteStore.put` is one transaction, so
+a process killed at any instant leaves every committed trial intact and no
+partial one; readers never block the writer. ``synchronous=NORMAL`` keeps
+every commit across a killed process (only a power loss may drop the last
+commits, never corrupt the file). One writer process at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from weightlab.errors import InvalidValueError, expected
+from weightlab.lab.store import (
+    ResultStore,
+    check_meta_value,
+    check_result,
+    result_from_dict,
+    result_to_dict,
+)
+from weightlab.lab.trial import TrialConfig, TrialResult
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStore"]
+
+#: Version of the table layout, kept in ``PRAGMA user_version``.
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS trials (
+    trial_id    TEXT PRIMARY KEY,
+    status      TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+    data        TEXT,
+    arch        TEXT,
+    optimizer   TEXT,
+    weighting   TEXT,
+    alpha       REAL,
+    seed        INTEGER,
+    stack_key   TEXT NOT NULL,
+    config      TEXT NOT NULL,
+    result      TEXT,
+    reason      TEXT NOT NULL DEFAULT '',
+    started_at  REAL,
+    finished_at REAL,
+    finished_order INTEGER
+);
+CREATE INDEX IF NOT EXISTS trials_status ON trials (status);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class SQLiteStore(ResultStore):
+    """A result store in one SQLite file; see the module docstring for the schema.
+
+    Args:
+        path: the database file; its folder is created if missing.
+        create: create the file if it does not exist (``False``: it must exist,
+            as when reading results back).
+
+    Raises:
+        InvalidValueError: if ``create`` is ``False`` and the file does not
+            exist, or the file is not a weightlab study store.
+
+    Example:
+        >>> import tempfile, os
+        >>> from weightlab.lab.trial import TrialConfig, TrialResult
+        >>> path = os.path.join(tempfile.mkdtemp(), "study.sqlite")
+        >>> cfg = TrialConfig("digits-lt", "mlp", "sgd", "none", None, 0)
+        >>> with SQLiteStore(path) as store:
+        ...     store.put(TrialResult(cfg, "failed", reason="non-finite loss at epoch 1"))
+        >>> SQLiteStore(path, create=False).get(cfg.trial_id).reason
+        'non-finite loss at epoch 1'
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            if not create:
+                raise InvalidValueError(
+                    expected(
+                        "store",
+                        "to be an existing study store",
+                        f"'{self.path}' (no such file)",
+                        "Run `weightlab study --store PATH` first, or check the path.",
+                    )
+                )
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(
+            str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+        try:
+            self._init_schema()
+        except sqlite3.DatabaseError as err:
+            self._conn.close()
+            raise InvalidValueError(
+                expected(
+                    "store",
+                    "to be a weightlab study store (an SQLite file)",
+                    f"'{self.path}' ({err})",
+                    "Pass the file `weightlab study --store` wrote, or a new path.",
+                )
+            ) from None
+
+    def _init_schema(self) -> None:
+        conn = self._conn
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if version not in (0, SCHEMA_VERSION) or (version == 0 and tables - {"trials", "meta"}):
+            raise sqlite3.DatabaseError(
+                f"schema version {version}, tables {sorted(tables)}; expected version "
+                f"{SCHEMA_VERSION}"
+            )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        if version == 0:
+            with self._transaction():
+                conn.executescript(
+                    "BEGIN IMMEDIATE;" + _SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};"
+                    "COMMIT;"
+                )
+
+    def _transaction(self) -> _Tx:
+        return _Tx(self._conn, self._lock)
+
+    # -- trials -----------------------------------------------------------------
+
+    def put(self, result: TrialResult) -> None:  # noqa: D102
+        check_result(result)
+        blob = json.dumps(result_to_dict(result), allow_nan=True)
+        cfg = result.config
+        now = time.time()
+        with self._transaction() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                """
+                INSERT INTO trials (trial_id, status, data, arch, optimizer, weighting, alpha,
+                    seed, stack_key, config, result, reason, started_at, finished_at,
+                    finished_order)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+                    (SELECT COALESCE(MAX(finished_order), 0) + 1 FROM trials))
+                ON CONFLICT (trial_id) DO UPDATE SET
+                    status = excluded.status, result = excluded.result,
+                    reason = excluded.reason, finished_at = excluded.finished_at,
+                    finished_order = COALESCE(trials.finished_order, excluded.finished_order)
+                """,
+                (
+                    cfg.trial_id,
+                    result.status,
+                    cfg.data,
+                    cfg.arch,
+                    cfg.optimizer,
+                    cfg.weighting,
+                    cfg.alpha,
+                    cfg.seed,
+                    cfg.stack_key,
+                    json.dumps(cfg.to_dict(), sort_keys=True),
+                    blob,
+                    result.reason,
+                    now,
+                    now,
+                ),
+            )
+
+    def get(self, trial_id: str) -> TrialResult | None:  # noqa: D102
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT result FROM trials WHERE trial_id = ? AND status != 'running'",
+                (trial_id,),
+            ).fetchone()
+        return None if row is None else result_from_dict(json.loads(row[0]))
+
+    def finished_ids(self) -> set[str]:  # noqa: D102
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT trial_id FROM trials WHERE status != 'running'"
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def results(self) -> Iterator[TrialResult]:  # noqa: D102
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT result FROM trials WHERE status != 'running' ORDER BY finished_order"
+            ).fetchall()
+        for (blob,) in rows:
+            yield result_from_dict(json.loads(blob))
+
+    def mark_running(self, configs: Iterable[TrialConfig]) -> None:  # noqa: D102
+        now = time.time()
+        rows = [
+            (
+                c.trial_id,
+                c.data,
+                c.arch,
+                c.optimizer,
+                c.weighting,
+                c.alpha,
+                c.seed,
+                c.stack_key,
+                json.dumps(c.to_dict(), sort_keys=True),
+                now,
+            )
+            for c in configs
+        ]
+        with self._transaction() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                """
+                INSERT INTO trials (trial_id, status, data, arch, optimizer, weighting, alpha,
+                    seed, stack_key, config, started_at)
+                VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (trial_id) DO UPDATE SET started_at = excluded.started_at
+                    WHERE trials.status = 'running'
+                """,
+                rows,
+            )
+
+    def running_ids(self) -> set[str]:  # noqa: D102
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT trial_id FROM trials WHERE status = 'running'"
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def __len__(self) -> int:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COUNT(*) FROM trials WHERE status != 'running'"
+            ).fetchone()
+        return int(row[0])
+
+    # -- metadata ---------------------------------------------------------------
+
+    def put_meta(self, key: str, value: Any) -> None:  # noqa: D102
+        blob = check_meta_value(key, value)
+        with self._transaction() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, blob),
+            )
+
+    def get_meta(self, key: str, default: Any = None) -> Any:  # noqa: D102
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def meta(self) -> dict[str, Any]:  # noqa: D102
+        with self._lock:
+            rows = self._conn.execute("SELECT key, value FROM meta ORDER BY key").fetchall()
+        return {k: json.loads(v) for k, v in rows}
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._conn.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore('{self.path}')"
+
+
+class _Tx:
+    """Hold the lock; COMMIT on success, ROLLBACK on any exception (connection in autocommit)."""
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock) -> None:
+        self.conn = conn
+        self.lock = lock
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.lock.acquire()
+        return self.conn
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        try:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        finally:
+            self.lock.release()
