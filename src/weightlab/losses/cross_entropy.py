@@ -1,0 +1,181 @@
+"""``CrossEntropyLoss`` and ``BinaryCrossEntropyLoss``: modules over the functional losses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from weightlab.functional import LossParts, binary_cross_entropy, cross_entropy
+from weightlab.functional._validation import (
+    Normalize,
+    Reduction,
+    WeightLike,
+    check_normalize,
+    check_probability_range,
+    check_reduction,
+)
+from weightlab.losses._registry import LOSSES
+from weightlab.losses._weights import ClassWeightLike, HasClasses, to_weight_tensor
+
+__all__ = ["BCEWithLogitsLoss", "BinaryCrossEntropyLoss", "CrossEntropyLoss"]
+
+
+@LOSSES.register("cross_entropy")
+class CrossEntropyLoss(nn.Module):
+    """Softmax cross-entropy; ``forward`` is :func:`weightlab.functional.cross_entropy`.
+
+    A drop-in for ``nn.CrossEntropyLoss(weight=w)``: ``CrossEntropyLoss(class_weight=w)``
+    gives identical numbers. The class weights are a buffer, so they follow
+    ``.to(device)`` and are saved in ``state_dict``. Sample weights are passed
+    per call.
+
+    Args:
+        class_weight: per-class weights: a list, numpy array, tensor, or a mapping
+            ``{class: weight}`` (with ``num_classes`` or ``classes``; classes
+            left out weigh 1).
+        num_classes: number of classes, to check the weights' length.
+        classes: class names in index order, or a fitted label encoder (``classes_``).
+        ignore_index: class index that contributes nothing.
+        label_smoothing: epsilon in [0, 1].
+        reduction: ``"mean"``, ``"sum"``, ``"none"`` or ``"parts"``.
+        normalize: ``"weight"``, ``"count"`` or ``None`` (PyTorch's convention).
+        validate_args: run value checks that sync the device on every call.
+
+    Example:
+        >>> import torch
+        >>> loss = CrossEntropyLoss(class_weight={"rare": 4.0}, classes=["common", "rare"])
+        >>> loss.class_weight
+        tensor([1., 4.])
+        >>> logits, target = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])
+        >>> torch.allclose(loss(logits, target),
+        ...                nn.CrossEntropyLoss(weight=loss.class_weight)(logits, target))
+        True
+    """
+
+    class_weight: Tensor | None
+
+    def __init__(
+        self,
+        class_weight: ClassWeightLike | None = None,
+        *,
+        num_classes: int | None = None,
+        classes: Sequence[Any] | HasClasses | None = None,
+        ignore_index: int = -100,
+        label_smoothing: float = 0.0,
+        reduction: Reduction = "mean",
+        normalize: Normalize | None = None,
+        validate_args: bool = True,
+    ) -> None:
+        super().__init__()
+        check_reduction(reduction)
+        check_normalize(normalize)
+        check_probability_range("label_smoothing", label_smoothing)
+        weight = None if class_weight is None else to_weight_tensor(
+            class_weight, name="class_weight", num_classes=num_classes, classes=classes
+        )
+        self.register_buffer("class_weight", weight)
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+        self.reduction: Reduction = reduction
+        self.normalize: Normalize | None = normalize
+        self.validate_args = validate_args
+
+    def forward(
+        self, input: Tensor, target: Tensor, sample_weight: WeightLike | None = None
+    ) -> Tensor | LossParts:
+        """Return :func:`weightlab.functional.cross_entropy` with this module's settings."""
+        return cross_entropy(
+            input,
+            target,
+            class_weight=self.class_weight,
+            sample_weight=sample_weight,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+            reduction=self.reduction,
+            normalize=self.normalize,
+            validate_args=self.validate_args,
+        )
+
+    def extra_repr(self) -> str:
+        """Show the settings in ``repr(module)``."""
+        return (
+            f"reduction={self.reduction!r}, normalize={self.normalize!r}, "
+            f"ignore_index={self.ignore_index}, label_smoothing={self.label_smoothing}"
+        )
+
+
+@LOSSES.register("binary_cross_entropy")
+class BinaryCrossEntropyLoss(nn.Module):
+    """Sigmoid (multi-label) cross-entropy on logits; see ``functional.binary_cross_entropy``.
+
+    A drop-in for ``nn.BCEWithLogitsLoss(pos_weight=p)`` (also exported under
+    that name). ``class_weight`` (``[w_neg, w_pos]`` or ``(L, 2)``) and
+    ``pos_weight`` are buffers.
+
+    Args:
+        class_weight: ``[w_negative, w_positive]``, or one row per label ``(L, 2)``.
+        pos_weight: weight of the positive term, scalar or per label ``(L,)``.
+        reduction: ``"mean"``, ``"sum"``, ``"none"`` or ``"parts"``.
+        normalize: ``"count"`` (default) or ``"weight"``.
+        validate_args: run value checks that sync the device on every call.
+
+    Example:
+        >>> import torch
+        >>> x, t = torch.tensor([[2.0, -1.0]]), torch.tensor([[1.0, 0.0]])
+        >>> ours = BinaryCrossEntropyLoss(pos_weight=[3.0, 1.0])(x, t)
+        >>> torch.allclose(ours, nn.BCEWithLogitsLoss(pos_weight=torch.tensor([3.0, 1.0]))(x, t))
+        True
+    """
+
+    class_weight: Tensor | None
+    pos_weight: Tensor | None
+
+    def __init__(
+        self,
+        class_weight: WeightLike | None = None,
+        *,
+        pos_weight: WeightLike | None = None,
+        reduction: Reduction = "mean",
+        normalize: Normalize | None = None,
+        validate_args: bool = True,
+    ) -> None:
+        super().__init__()
+        check_reduction(reduction)
+        check_normalize(normalize)
+        self.register_buffer(
+            "class_weight",
+            None if class_weight is None else to_weight_tensor(class_weight, name="class_weight"),
+        )
+        self.register_buffer(
+            "pos_weight",
+            None if pos_weight is None else to_weight_tensor(pos_weight, name="pos_weight"),
+        )
+        self.reduction: Reduction = reduction
+        self.normalize: Normalize | None = normalize
+        self.validate_args = validate_args
+
+    def forward(
+        self, input: Tensor, target: Tensor, sample_weight: WeightLike | None = None
+    ) -> Tensor | LossParts:
+        """Return :func:`weightlab.functional.binary_cross_entropy` with this module's settings."""
+        # mypy gives up expanding this many union arguments against the overloads.
+        return binary_cross_entropy(  # type: ignore[misc]
+            input,
+            target,
+            class_weight=self.class_weight,
+            pos_weight=self.pos_weight,
+            sample_weight=sample_weight,
+            reduction=self.reduction,  # type: ignore[arg-type]
+            normalize=self.normalize,
+            validate_args=self.validate_args,
+        )
+
+    def extra_repr(self) -> str:
+        """Show the settings in ``repr(module)``."""
+        return f"reduction={self.reduction!r}, normalize={self.normalize!r}"
+
+
+#: PyTorch's name for the same loss, for drop-in replacement.
+BCEWithLogitsLoss = BinaryCrossEntropyLoss
