@@ -1,0 +1,217 @@
+"""The lab's plain networks: ``mlp``, ``cnn``, ``gru`` and ``lstm``, each sized by a few numbers.
+
+These are ordinary :class:`torch.nn.Module` models with PyTorch's default
+initialisation. :mod:`weightlab.lab.stacked` holds their vectorized K-slice
+twins; slice ``k`` of a stack built from seeds ``s_1..s_K`` starts from exactly
+the parameters ``build_model(..., seed=s_k)`` returns.
+
+=======  ==========================================================  ==============
+arch     layers                                                      input per row
+=======  ==========================================================  ==============
+mlp      ``layers`` x (Linear(hidden) + ReLU), Linear(C)             ``(F,)``
+cnn      ``layers`` x (Conv3x3(hidden, pad 1) + ReLU + MaxPool 2),   ``(C_in, H, W)``
+         flatten, Linear(C); pooling stops once a side is 1
+gru      GRU(hidden, ``layers``), last step's state, Linear(C)       ``(T, F)``
+lstm     LSTM(hidden, ``layers``), last step's state, Linear(C)      ``(T, F)``
+=======  ==========================================================  ==============
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from weightlab.errors import InvalidValueError, expected, names
+
+__all__ = ["ARCHITECTURES", "CNN", "MLP", "RNN", "build_model", "default_model_params"]
+
+#: The lab's architectures.
+ARCHITECTURES = ("mlp", "cnn", "gru", "lstm")
+
+_DEFAULTS: dict[str, dict[str, int]] = {
+    "mlp": {"hidden": 128, "layers": 2},
+    "cnn": {"hidden": 16, "layers": 2},
+    "gru": {"hidden": 64, "layers": 1},
+    "lstm": {"hidden": 64, "layers": 1},
+}
+
+
+def default_model_params(arch: str) -> dict[str, int]:
+    """The default size of ``arch`` (``hidden`` width/channels, ``layers``).
+
+    Example:
+        >>> default_model_params("mlp")
+        {'hidden': 128, 'layers': 2}
+    """
+    check_arch(arch)
+    return dict(_DEFAULTS[arch])
+
+
+def check_arch(arch: str) -> None:
+    """Raise :class:`~weightlab.errors.InvalidValueError` unless ``arch`` is a lab architecture."""
+    if arch not in ARCHITECTURES:
+        raise InvalidValueError(
+            expected(
+                "arch", f"to be one of {names(ARCHITECTURES)}", repr(arch), "Pick one of those."
+            )
+        )
+
+
+def _pooled(size: int) -> int:
+    return size // 2 if size >= 2 else size
+
+
+class MLP(nn.Module):
+    """``layers`` hidden ReLU layers of width ``hidden`` and a linear head.
+
+    Example:
+        >>> MLP(64, 10, hidden=32)(torch.zeros(5, 64)).shape
+        torch.Size([5, 10])
+    """
+
+    def __init__(self, in_features: int, num_classes: int, *, hidden: int = 128, layers: int = 2):
+        super().__init__()
+        mods: list[nn.Module] = []
+        width = in_features
+        for _ in range(layers):
+            mods += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        mods.append(nn.Linear(width, num_classes))
+        self.net = nn.Sequential(*mods)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, C)`` of inputs ``(B, F)``."""
+        return self.net(x)  # type: ignore[no-any-return]
+
+
+class CNN(nn.Module):
+    """3x3 convolutions (``hidden`` channels) with ReLU and 2x2 max pooling, then a linear head.
+
+    Example:
+        >>> CNN((1, 8, 8), 10, hidden=4)(torch.zeros(5, 1, 8, 8)).shape
+        torch.Size([5, 10])
+    """
+
+    def __init__(
+        self, in_shape: Sequence[int], num_classes: int, *, hidden: int = 16, layers: int = 2
+    ):
+        super().__init__()
+        c, h, w = in_shape
+        mods: list[nn.Module] = []
+        for _ in range(layers):
+            mods += [nn.Conv2d(c, hidden, 3, padding=1), nn.ReLU()]
+            if h >= 2 and w >= 2:
+                mods.append(nn.MaxPool2d(2))
+                h, w = _pooled(h), _pooled(w)
+            c = hidden
+        self.features = nn.Sequential(*mods)
+        self.head = nn.Linear(c * h * w, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, C)`` of images ``(B, C_in, H, W)``."""
+        return self.head(self.features(x).flatten(1))  # type: ignore[no-any-return]
+
+
+class RNN(nn.Module):
+    """A GRU or LSTM over ``T`` steps; the last step's top-layer state feeds a linear head.
+
+    Example:
+        >>> RNN("lstm", 8, 10, hidden=16)(torch.zeros(5, 8, 8)).shape
+        torch.Size([5, 10])
+    """
+
+    def __init__(
+        self, cell: str, in_features: int, num_classes: int, *, hidden: int = 64, layers: int = 1
+    ):
+        super().__init__()
+        kind = {"gru": nn.GRU, "lstm": nn.LSTM}[cell]
+        self.cell = cell
+        self.rnn = kind(in_features, hidden, num_layers=layers, batch_first=True)
+        self.head = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, C)`` of sequences ``(B, T, F)``."""
+        out, _ = self.rnn(x)
+        return self.head(out[:, -1])  # type: ignore[no-any-return]
+
+
+def _check_size(arch: str, params: dict[str, Any]) -> dict[str, int]:
+    size = default_model_params(arch)
+    unknown = sorted(set(params) - set(size))
+    if unknown:
+        raise InvalidValueError(
+            expected(
+                "model_params",
+                f"to be among {names(size)} for {arch!r}",
+                names(unknown),
+                "Drop or rename them.",
+            )
+        )
+    size.update(params)
+    for key, value in size.items():
+        low = 0 if (key == "layers" and arch == "mlp") else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InvalidValueError(
+                expected(key, f"to be an integer >= {low}", repr(value), "Use e.g. hidden=64.")
+            )
+    return size
+
+
+def build_model(
+    arch: str,
+    input_shape: Sequence[int],
+    num_classes: int,
+    *,
+    seed: int | None = None,
+    **model_params: Any,
+) -> nn.Module:
+    """Build a lab model; with ``seed``, its initial parameters depend on that seed alone.
+
+    Args:
+        arch: ``"mlp"``, ``"cnn"``, ``"gru"`` or ``"lstm"``.
+        input_shape: one example as ``arch`` consumes it (see
+            :meth:`weightlab.lab.data.LabData.arch_shape`): ``(F,)``,
+            ``(C_in, H, W)`` or ``(T, F)``.
+        num_classes: number of classes ``C``.
+        seed: initialisation seed; the global RNG is left untouched. ``None``
+            draws from the global RNG as ``nn.Module`` constructors do.
+        **model_params: ``hidden`` and ``layers`` (see :func:`default_model_params`).
+
+    Raises:
+        InvalidValueError: unknown arch, unknown or non-positive size, or an
+            ``input_shape`` the architecture cannot read.
+
+    Example:
+        >>> a = build_model("gru", (8, 8), 10, seed=3, hidden=16)
+        >>> b = build_model("gru", (8, 8), 10, seed=3, hidden=16)
+        >>> all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+        True
+    """
+    size = _check_size(arch, model_params)
+    shape = tuple(int(s) for s in input_shape)
+    rank = {"mlp": 1, "cnn": 3, "gru": 2, "lstm": 2}[arch]
+    if len(shape) != rank or min(shape) < 1:
+        raise InvalidValueError(
+            expected(
+                "input_shape",
+                f"to have {rank} positive entries for {arch!r}",
+                repr(shape),
+                "Pass LabData.arch_shape(arch).",
+            )
+        )
+
+    def make() -> nn.Module:
+        if arch == "mlp":
+            return MLP(shape[0], num_classes, **size)
+        if arch == "cnn":
+            return CNN(shape, num_classes, **size)
+        return RNN(arch, shape[1], num_classes, **size)
+
+    if seed is None:
+        return make()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return make()
