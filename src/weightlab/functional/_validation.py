@@ -104,8 +104,12 @@ def check_device(name: str, tensor: Tensor, input: Tensor) -> None:
                 name,
                 f"on the input's device ({input.device})",
                 f"a tensor on {tensor.device}",
-                f"Move it with `{name}.to(input.device)`, or use the weightlab module "
-                "(weights are buffers there and follow `.to(device)`).",
+                f"Move it with `{name}.to(input.device)`"
+                + (
+                    "."
+                    if name == "target"
+                    else "; a weightlab loss module moves its weights with `loss.to(device)`."
+                ),
             )
         )
 
