@@ -1,0 +1,407 @@
+r"""Gradient diagnostics: each class's share of each layer's gradient, with and without weights.
+
+A class weight multiplies a class's loss term, but what reaches a layer is a
+*gradient*, and how a class's loss term turns into gradient depends on the
+network. These diagnostics measure it on a probe batch ``(x, y)``.
+
+**Definition.** Let :math:`L(z)` be the scalar batch loss of the logits
+:math:`z = f_\theta(x)` (for the lab's weighted mean,
+:math:`L = \sum_i w_{y_i} \ell_i / \sum_i w_{y_i}`). Class ``c``'s gradient in
+layer ``l`` (the parameters :math:`\theta_l` a module owns directly) is its part
+of the full-batch gradient,
+
+.. math::
+    g_{l,c} = \sum_{i:\, y_i = c} \Big(\frac{\partial z_i}{\partial \theta_l}\Big)^{\top}
+              \frac{\partial L}{\partial z_i},
+    \qquad \sum_c g_{l,c} = \nabla_{\theta_l} L ,
+
+and its **share** is
+
+.. math::
+    s_{l,c} = \frac{\lVert g_{l,c} \rVert_2}{\sum_{c'} \lVert g_{l,c'} \rVert_2},
+
+the Euclidean norm taken over all of the layer's parameters at once. Shares
+are in ``[0, 1]`` and sum to 1 over the classes of a layer (a layer whose
+gradient is exactly zero for every class gets ``None``). For a loss that is a
+(weighted) sum or mean of per-sample terms, :math:`g_{l,c}` is the gradient of
+class ``c``'s summed loss term; a normalising denominator common to all classes
+cancels in the share. It is computed exactly: one forward pass, then one
+backward pass per class whose output gradient is :math:`\partial L/\partial z`
+masked to that class's rows.
+
+The **loss mass** of class ``c`` is :math:`m_c = n_c w_c / \sum_{c'} n_{c'} w_{c'}`
+(``n_c``: rows of class ``c`` in the probe batch): the fraction of the weighted
+loss sum the class carries before any gradient is taken. With
+:math:`w_c = 1/n_c` it is uniform.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from weightlab.errors import InvalidValueError, ShapeMismatchError, expected
+
+__all__ = [
+    "ScalarLoss",
+    "diagnose_stack",
+    "diagnostics_for_trial",
+    "gradient_shares",
+    "layer_parameters",
+    "loss_mass",
+    "probe_batch",
+    "record_diagnostics",
+]
+
+#: ``(logits (B, C), target (B,)) -> scalar loss``.
+ScalarLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: The engine's per-sample loss ``(logits, target, class_weight) -> (B,)``, already
+#: multiplied by the target's class weight (see :data:`weightlab.lab.engine.LossFn`).
+PerSampleLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+#: Default number of probe rows :func:`probe_batch` keeps.
+PROBE_SIZE = 1024
+
+
+def layer_parameters(model: nn.Module) -> list[tuple[str, list[nn.Parameter]]]:
+    """The model's *layers*: every module that owns trainable parameters directly, in order.
+
+    A layer is named by its module path (``"net.0"``, ``"rnn"``, ``"head"``; the
+    root module is ``"(root)"``); its parameters are those it registers itself
+    (``recurse=False``), so a ``nn.GRU`` is one layer with all its weights.
+
+    Example:
+        >>> m = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        >>> [(name, len(ps)) for name, ps in layer_parameters(m)]
+        [('0', 2), ('2', 2)]
+    """
+    out = []
+    for name, module in model.named_modules():
+        params = [p for p in module.parameters(recurse=False) if p.requires_grad]
+        if params:
+            out.append((name or "(root)", params))
+    return out
+
+
+def _check_batch(x: torch.Tensor, y: torch.Tensor) -> None:
+    if not isinstance(y, torch.Tensor) or y.dim() != 1 or y.dtype not in (torch.int64, torch.int32):
+        raise ShapeMismatchError(
+            expected(
+                "y",
+                "to be a 1-D integer tensor of class indices",
+                f"{type(y).__name__} {tuple(getattr(y, 'shape', ()))}",
+                "Pass the probe labels as torch.long.",
+            )
+        )
+    if x.shape[0] != y.shape[0] or y.shape[0] == 0:
+        raise ShapeMismatchError(
+            expected(
+                "x",
+                f"to have one row per label ({y.shape[0]}, at least one)",
+                f"{x.shape[0]} rows",
+                "Pass matching, non-empty x and y.",
+            )
+        )
+
+
+def _class_norms(
+    model: nn.Module, loss: ScalarLoss, x: torch.Tensor, y: torch.Tensor, num_classes: int
+) -> tuple[list[str], npt.NDArray[np.float64]]:
+    """``(layers, norms)`` with ``norms[l, c] = ||g_{l,c}||`` (see the module docstring)."""
+    layers = layer_parameters(model)
+    params = [p for _, ps in layers for p in ps]
+    z = model(x)
+    if z.dim() != 2 or z.shape[0] != y.shape[0]:
+        raise ShapeMismatchError(
+            expected("model(x)", "to be logits (B, C)", f"shape {tuple(z.shape)}",
+                     "Pass a classifier and a batch it accepts.")
+        )  # fmt: skip
+    (dz,) = torch.autograd.grad(loss(z, y), z, retain_graph=True)
+    norms = np.zeros((len(layers), num_classes))
+    for c in range(num_classes):
+        mask = (y == c).to(dz.dtype).unsqueeze(1)
+        if not bool(mask.any()):
+            continue
+        grads = torch.autograd.grad(
+            z, params, grad_outputs=dz * mask, retain_graph=True, allow_unused=True
+        )
+        i = 0
+        for li, (_, ps) in enumerate(layers):
+            sq = sum(
+                float((g.detach().double() ** 2).sum())
+                for g in grads[i : i + len(ps)]
+                if g is not None
+            )
+            norms[li, c] = math.sqrt(sq)
+            i += len(ps)
+    return [name for name, _ in layers], norms
+
+
+def _shares(norms: npt.NDArray[np.float64]) -> list[list[float | None]]:
+    out: list[list[float | None]] = []
+    for row in norms:
+        total = float(row.sum())
+        if not math.isfinite(total) or total <= 0.0:
+            out.append([None] * len(row))
+        else:
+            out.append([float(v / total) for v in row])
+    return out
+
+
+def _finite(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+def gradient_shares(
+    model: nn.Module,
+    loss: ScalarLoss,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    num_classes: int | None = None,
+) -> dict[str, Any]:
+    r"""Each class's share of each layer's gradient norm for one scalar loss.
+
+    Args:
+        model: a plain ``nn.Module`` mapping ``x`` to logits ``(B, C)``.
+        loss: ``(logits, target) -> scalar``, e.g.
+            ``lambda z, t: F.cross_entropy(z, t, weight=w)``.
+        x: probe inputs ``(B, ...)``.
+        y: probe labels ``(B,)``, class indices.
+        num_classes: ``C`` (default: the logits' width).
+
+    Returns:
+        ``{"layers": [names], "classes": [0..C-1], "share": [[layer][class]],
+        "norm": [[layer][class]]}`` with ``share`` as defined in the module
+        docstring (``None`` for a layer without any gradient) and ``norm`` the
+        raw :math:`\lVert g_{l,c} \rVert`.
+
+    Example:
+        >>> torch.manual_seed(0) and None
+        >>> m = nn.Linear(3, 2)
+        >>> x, y = torch.randn(6, 3), torch.tensor([0, 0, 0, 0, 1, 1])
+        >>> d = gradient_shares(m, nn.functional.cross_entropy, x, y)
+        >>> d["layers"], [round(sum(r), 6) for r in d["share"]]
+        (['(root)'], [1.0])
+    """
+    _check_batch(x, y)
+    with torch.no_grad():
+        c = num_classes if num_classes is not None else int(model(x[:1]).shape[-1])
+    layers, norms = _class_norms(model, loss, x, y.long(), c)
+    return {
+        "layers": layers,
+        "classes": list(range(c)),
+        "share": _shares(norms),
+        "norm": [[_finite(v) for v in row] for row in norms],
+    }
+
+
+def loss_mass(
+    y: torch.Tensor | npt.ArrayLike, class_weight: npt.ArrayLike, num_classes: int
+) -> list[float]:
+    r"""Effective loss mass per class, :math:`n_c w_c / \sum_{c'} n_{c'} w_{c'}`.
+
+    Example:
+        >>> loss_mass(torch.tensor([0, 0, 0, 1]), [1 / 3, 1.0], 2)
+        [0.5, 0.5]
+    """
+    labels = y.numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    counts = np.bincount(labels.astype(np.int64), minlength=num_classes).astype(np.float64)
+    mass = counts * np.asarray(class_weight, dtype=np.float64)
+    total = mass.sum()
+    return [float(v) for v in (mass / total if total > 0 else mass)]
+
+
+def _scalar_loss(loss_fn: PerSampleLoss | None, w: torch.Tensor) -> ScalarLoss:
+    """The engine's weighted mean of a per-sample loss, as a scalar loss of (logits, target)."""
+    if loss_fn is None:
+        from weightlab.lab.engine import weighted_cross_entropy
+
+        loss_fn = weighted_cross_entropy
+    fn = loss_fn
+
+    def scalar(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return fn(z, t, w.to(z.dtype)).sum() / w[t].sum().to(z.dtype)
+
+    return scalar
+
+
+def record_diagnostics(
+    model: nn.Module,
+    loss_fn: PerSampleLoss | None,
+    probe_x: torch.Tensor,
+    probe_y: torch.Tensor,
+    class_weight: npt.ArrayLike | torch.Tensor,
+) -> dict[str, Any]:
+    """Gradient shares with and without the class weights, and the loss mass; JSON-ready.
+
+    The loss is the engine's: ``loss_fn(logits, target, class_weight)`` gives
+    per-sample losses already multiplied by the target's class weight (default:
+    weighted cross-entropy), and the batch loss is their sum over the sum of the
+    applied weights. "Unweighted" is the same loss with every weight 1.
+
+    Args:
+        model: a plain ``nn.Module`` (e.g. ``build_model(...)``, or a stack's
+            slice exported with ``StackedModel.export``).
+        loss_fn: the engine's per-sample loss, or ``None`` for weighted cross-entropy.
+        probe_x: probe inputs ``(B, ...)`` as the model consumes them.
+        probe_y: probe labels ``(B,)``.
+        class_weight: the trial's class weights ``(C,)``.
+
+    Returns:
+        ``{"layers": [names], "classes": [0..C-1], "share_weighted": [[layer][class]],
+        "share_unweighted": [[layer][class]], "loss_mass": [C],
+        "loss_mass_unweighted": [C], "probe_size": B}``.
+
+    Example:
+        >>> torch.manual_seed(0) and None
+        >>> m = nn.Linear(4, 2)
+        >>> x, y = torch.randn(8, 4), torch.tensor([0] * 6 + [1] * 2)
+        >>> d = record_diagnostics(m, None, x, y, [1 / 6, 1 / 2])
+        >>> d["loss_mass"]
+        [0.5, 0.5]
+    """
+    _check_batch(probe_x, probe_y)
+    w = torch.as_tensor(np.asarray(class_weight, dtype=np.float64))
+    with torch.no_grad():
+        c = int(model(probe_x[:1]).shape[-1])
+    if w.shape != (c,):
+        raise ShapeMismatchError(
+            expected("class_weight", f"to have one entry per class ({c})",
+                     f"shape {tuple(w.shape)}", "Pass the trial's class weights.")
+        )  # fmt: skip
+    y = probe_y.long()
+    was_training = model.training
+    model.eval()
+    try:
+        weighted = gradient_shares(model, _scalar_loss(loss_fn, w), probe_x, y, num_classes=c)
+        plain = gradient_shares(
+            model, _scalar_loss(loss_fn, torch.ones(c, dtype=w.dtype)), probe_x, y, num_classes=c
+        )
+    finally:
+        model.train(was_training)
+        model.zero_grad(set_to_none=True)
+    return {
+        "layers": weighted["layers"],
+        "classes": weighted["classes"],
+        "share_weighted": weighted["share"],
+        "share_unweighted": plain["share"],
+        "loss_mass": loss_mass(y, w.numpy(), c),
+        "loss_mass_unweighted": loss_mass(y, np.ones(c), c),
+        "probe_size": int(y.shape[0]),
+    }
+
+
+def probe_batch(
+    x: torch.Tensor, y: torch.Tensor, size: int = PROBE_SIZE, *, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The probe batch: all rows if there are at most ``size``, else a seeded random subset.
+
+    Example:
+        >>> xs, ys = probe_batch(torch.zeros(10, 2), torch.arange(10), 4)
+        >>> xs.shape, ys.shape
+        (torch.Size([4, 2]), torch.Size([4]))
+    """
+    if y.shape[0] <= size:
+        return x, y
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(y.shape[0], generator=g)[:size]
+    return x[idx], y[idx]
+
+
+def diagnose_stack(
+    stacked: nn.Module,
+    arch: str,
+    data: Any,
+    class_weights: torch.Tensor | Sequence[npt.ArrayLike],
+    loss_fn: PerSampleLoss | None = None,
+    model_params: dict[str, Any] | None = None,
+) -> list[dict[str, Any] | None]:
+    """:func:`record_diagnostics` of every slice of a vectorized stack (for the engine).
+
+    Each slice is exported into a plain ``build_model`` twin
+    (``StackedModel.export``) and probed on :func:`probe_batch` of the training
+    rows. A slice whose diagnostics cannot be computed (non-finite parameters
+    after divergence, ...) gets ``None``: diagnostics never fail a trial.
+
+    Args:
+        stacked: the engine's :class:`~weightlab.lab.stacked.StackedModel`.
+        arch: the stack's architecture.
+        data: the :class:`~weightlab.lab.data.LabData`, laid out for ``arch``.
+        class_weights: ``(K, C)`` class weights, one row per slice.
+        loss_fn: the engine's per-sample loss (default weighted cross-entropy).
+        model_params: the stack's ``model_params``.
+    """
+    from weightlab.lab.models import build_model
+
+    px, py = probe_batch(data.x_train, data.y_train)
+    shape = data.arch_shape(arch)
+    out: list[dict[str, Any] | None] = []
+    for k in range(int(stacked.k)):  # type: ignore[arg-type]
+        try:
+            plain = build_model(arch, shape, data.num_classes, seed=0, **(model_params or {}))
+            stacked.export(k, plain)  # type: ignore[operator]
+            if not all(bool(torch.isfinite(p).all()) for p in plain.parameters()):
+                out.append(None)
+                continue
+            w = np.asarray(torch.as_tensor(class_weights[k]).detach().cpu(), dtype=np.float64)
+            out.append(record_diagnostics(plain, loss_fn, px, py, w))
+        except (RuntimeError, ValueError):
+            out.append(None)
+    return out
+
+
+def diagnostics_for_trial(
+    config: Any,
+    data: Any = None,
+    *,
+    class_weight: npt.ArrayLike | None = None,
+    loss_fn: PerSampleLoss | None = None,
+    probe_size: int = PROBE_SIZE,
+) -> dict[str, Any]:
+    """Diagnostics of a trial's model **at initialisation** (nothing is trained).
+
+    Builds ``build_model(config.arch, ..., seed=config.seed)`` -- exactly the
+    initial parameters the engine starts that trial from -- and calls
+    :func:`record_diagnostics` on :func:`probe_batch` of the training rows with
+    the trial's class weights (``weightlab.lab.study.trial_class_weights``).
+
+    Args:
+        config: a :class:`~weightlab.lab.trial.TrialConfig`.
+        data: its :class:`~weightlab.lab.data.LabData` (default: reloaded with
+            ``load_data(config.data, **config.data_params)``).
+        class_weight: override the trial's class weights ``(C,)``.
+        loss_fn: the engine's per-sample loss (default weighted cross-entropy).
+        probe_size: probe rows at most.
+
+    Raises:
+        InvalidValueError: the config's architecture is not a lab architecture.
+    """
+    from weightlab.lab.models import ARCHITECTURES, build_model
+
+    if config.arch not in ARCHITECTURES:
+        raise InvalidValueError(
+            expected("config.arch", f"to be a lab architecture {ARCHITECTURES}",
+                     repr(config.arch), "Diagnose a custom model with record_diagnostics.")
+        )  # fmt: skip
+    if data is None:
+        from weightlab.lab.data import load_data
+
+        data = load_data(config.data, **dict(config.data_params))
+    if class_weight is None:
+        from weightlab.lab.study import trial_class_weights
+
+        class_weight = trial_class_weights(config, data.train_counts)
+    d = data.inputs(config.arch)
+    model = build_model(
+        config.arch, d.arch_shape(config.arch), d.num_classes, seed=config.seed,
+        **dict(config.model_params),
+    )  # fmt: skip
+    px, py = probe_batch(d.x_train, d.y_train, probe_size)
+    return record_diagnostics(model, loss_fn, px, py, class_weight)
