@@ -27,7 +27,13 @@ from weightlab.functional._validation import (
     values_checked,
 )
 
-__all__ = ["compute_dtype", "cross_entropy", "prepare_class_weight", "prepare_sample_weight"]
+__all__ = [
+    "class_index_weights",
+    "compute_dtype",
+    "cross_entropy",
+    "prepare_class_weight",
+    "prepare_sample_weight",
+]
 
 
 def compute_dtype(input: Tensor) -> torch.dtype:
@@ -74,6 +80,29 @@ def prepare_sample_weight(
     if weight.shape != element_shape:
         weight = weight.view(per_sample + (1,) * (len(element_shape) - 1)).expand(element_shape)
     return weight
+
+
+def class_index_weights(
+    target: Tensor,
+    num_classes: int,
+    ignore_index: int,
+    weight: Tensor | None,
+    dtype: torch.dtype,
+    validate_args: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Check class-index targets; return ``(safe_target, counted, applied)`` per element.
+
+    ``safe_target`` is the target with ignored elements mapped to class 0 (safe
+    to gather with), ``counted`` is 1 where not ignored, ``applied`` is the
+    target's class weight (1 without weights) where not ignored, else 0.
+    """
+    if values_checked(validate_args):
+        check_class_targets(target, num_classes, ignore_index)
+    kept = target != ignore_index
+    safe_target = torch.where(kept, target, torch.zeros_like(target))
+    counted = kept.to(dtype)
+    applied = counted if weight is None else weight[safe_target] * counted
+    return safe_target, counted, applied
 
 
 def _class_view(weight: Tensor, ndim: int) -> Tensor:
@@ -273,13 +302,10 @@ def _cross_entropy(
         default_normalize: Normalize = "count"
     else:
         element_shape = tuple(target.shape)
-        if values_checked(validate_args):
-            check_class_targets(target, num_classes, ignore_index)
-        kept = target != ignore_index
-        safe_target = torch.where(kept, target, torch.zeros_like(target))
+        safe_target, counted, applied = class_index_weights(
+            target, num_classes, ignore_index, weight, dtype, validate_args
+        )
         nll = -log_p.gather(1, safe_target.unsqueeze(1)).squeeze(1)
-        counted = kept.to(dtype)
-        applied = counted if weight is None else weight[safe_target] * counted
         loss = applied * nll
         if eps > 0:
             smooth = -(log_p if weight is None else log_p * _class_view(weight, input.dim())).sum(1)
