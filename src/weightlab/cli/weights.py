@@ -1,0 +1,328 @@
+"""``weightlab weights``: per-class counts and the weights every scheme gives them."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from weightlab.errors import InvalidValueError, WeightlabError, ZeroCountError, expected, names
+from weightlab.weights import (
+    NORMALIZATIONS,
+    SCHEMES,
+    ZERO_COUNT_POLICIES,
+    class_weights,
+    count_labels,
+    list_schemes,
+    scheme_defaults,
+)
+
+__all__ = ["FORMATS", "parse_params", "weights_command"]
+
+#: Output formats of ``weightlab weights``.
+FORMATS = ("table", "json")
+
+
+def weights_command(
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data",
+            "-d",
+            help="'digits-lt' (built in: the long-tailed training split of the 8x8 digits), "
+            "or a .csv, .parquet or .npy file of labels.",
+        ),
+    ] = "digits-lt",
+    column: Annotated[
+        str | None,
+        typer.Option(
+            "--column",
+            "-c",
+            help="Label column of a .csv/.parquet file. Default: the only column, or one named "
+            "target, label, y or class. Integer labels are class indices; other labels are "
+            "class names, sorted.",
+        ),
+    ] = None,
+    imbalance_ratio: Annotated[
+        float | None,
+        typer.Option(help="digits-lt: head count / tail count.  [default: 10]"),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="digits-lt: split seed.  [default: 0]")] = None,
+    scheme: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scheme",
+            "-s",
+            help="Scheme to show; repeat for several. Default: all of "
+            f"{', '.join(list_schemes())}.",
+        ),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="A scheme parameter as NAME=NUMBER, e.g. beta=0.99 (effective_number), "
+            "alpha=0.25 (power), c=1.1 (log); repeatable.",
+        ),
+    ] = None,
+    normalize: Annotated[
+        str,
+        typer.Option(
+            help="mean (weights average 1), max (largest is 1), min (smallest is 1) or none "
+            "(the scheme's own scale; 'balanced' is then scikit-learn's)."
+        ),
+    ] = "mean",
+    clip: Annotated[
+        float | None,
+        typer.Option(help="Largest allowed ratio max(w)/min(w), applied before normalising."),
+    ] = None,
+    zero_count: Annotated[
+        str,
+        typer.Option(
+            help="Classes with no samples: raise (an error), zero (weight 0) or max (the "
+            "largest weight)."
+        ),
+    ] = "raise",
+    output_format: Annotated[
+        str,
+        typer.Option("--format", "-f", help="table (rich) or json (to stdout, nothing else)."),
+    ] = "table",
+    show_schemes: Annotated[
+        bool,
+        typer.Option("--list-schemes", help="List the schemes, their parameters and exit."),
+    ] = False,
+) -> None:
+    """Count the labels of a data set and print the weight each scheme gives every class.
+
+    Examples:
+        weightlab weights
+
+        weightlab weights --data labels.csv --column species -s balanced -s effective_number
+
+        weightlab weights --scheme effective_number --param beta=0.99 --format json
+    """
+    try:
+        _check_choice("--format", output_format, FORMATS)
+        if show_schemes:
+            _print_schemes(output_format)
+            return
+        chosen = _check_schemes(scheme or list_schemes())
+        params = parse_params(param or [], chosen)
+        _check_choice("--normalize", normalize, NORMALIZATIONS)
+        _check_choice("--zero-count", zero_count, ZERO_COUNT_POLICIES)
+        _check_clip(clip)
+
+        from weightlab.cli.labels import read_labels
+
+        labels = read_labels(data, column=column, imbalance_ratio=imbalance_ratio, seed=seed)
+        num_classes = len(labels.class_names) if labels.class_names is not None else None
+        counts = count_labels(labels.values, num_classes, multilabel=False)
+        class_names = labels.class_names or tuple(str(i) for i in range(len(counts)))
+        weights = {
+            name: class_weights(
+                counts,
+                name,
+                normalize=normalize,  # type: ignore[arg-type]
+                clip=clip,
+                zero_count=zero_count,  # type: ignore[arg-type]
+                **params[name],
+            )
+            for name in chosen
+        }
+    except ZeroCountError as err:
+        _fail(f"{err} On the command line: --zero-count zero or --zero-count max.")
+    except (WeightlabError, ImportError) as err:
+        _fail(str(err))
+    report = _report(data, labels.description, class_names, counts, weights, params)
+    report.update(normalize=normalize, clip=clip, zero_count=zero_count)
+    if output_format == "json":
+        sys.stdout.write(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    else:
+        _print_table(report)
+
+
+def parse_params(pairs: list[str], schemes: list[str]) -> dict[str, dict[str, float]]:
+    """Turn ``["beta=0.99"]`` into the parameters of each scheme in ``schemes`` that takes them.
+
+    Raises:
+        InvalidValueError: if a pair is not ``NAME=NUMBER`` or no chosen scheme takes ``NAME``.
+
+    Example:
+        >>> parse_params(["beta=0.99"], ["balanced", "effective_number"])
+        {'balanced': {}, 'effective_number': {'beta': 0.99}}
+    """
+    accepted = {name: scheme_defaults(name) for name in schemes}
+    taken = sorted({p for defaults in accepted.values() for p in defaults})
+    params: dict[str, dict[str, float]] = {name: {} for name in schemes}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        try:
+            value = float(text) if sep and key else math.nan
+        except ValueError:
+            value = math.nan
+        if math.isnan(value):
+            raise InvalidValueError(
+                expected(
+                    "--param", "to be NAME=NUMBER", repr(pair), "Write it like --param beta=0.99."
+                )
+            )
+        if key not in taken:
+            raise InvalidValueError(
+                expected(
+                    "--param",
+                    "to name a parameter of the chosen schemes "
+                    f"({names(taken) if taken else 'they take none'})",
+                    repr(key),
+                    "See `weightlab weights --list-schemes`.",
+                )
+            )
+        for name, defaults in accepted.items():
+            if key in defaults:
+                params[name][key] = value
+    return params
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise InvalidValueError(
+            expected(option, f"to be one of {names(choices)}", repr(value), "Pick one of those.")
+        )
+
+
+def _check_schemes(chosen: list[str]) -> list[str]:
+    for name in chosen:
+        if name not in SCHEMES:
+            raise InvalidValueError(
+                expected(
+                    "--scheme",
+                    f"to be one of {names(list_schemes())}",
+                    repr(name),
+                    "See `weightlab weights --list-schemes`.",
+                )
+            )
+    return list(dict.fromkeys(chosen))  # repeated names once, in the order given
+
+
+def _check_clip(clip: float | None) -> None:
+    if clip is not None and not (math.isfinite(clip) and clip >= 1):
+        raise InvalidValueError(
+            expected(
+                "--clip",
+                "to be a number >= 1 (the largest allowed max(w) / min(w))",
+                repr(clip),
+                "Use e.g. --clip 10, or leave it out.",
+            )
+        )
+
+
+def _summary(name: str) -> str:
+    doc = (SCHEMES.get(name).__doc__ or "").strip()
+    return doc.splitlines()[0].replace("``", "") if doc else ""
+
+
+def _print_schemes(output_format: str) -> None:
+    rows: list[dict[str, Any]] = [
+        {"name": name, "params": scheme_defaults(name), "summary": _summary(name)}
+        for name in list_schemes()
+    ]
+    if output_format == "json":
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(title="Weight schemes (weightlab.weights.SCHEMES)")
+    table.add_column("scheme", style="bold")
+    table.add_column("parameters (default)")
+    table.add_column("what it is")
+    for row in rows:
+        params = ", ".join(f"{k}={v:g}" for k, v in row["params"].items())
+        table.add_row(row["name"], params, row["summary"])
+    _console(table).print(table)
+
+
+def _console(table: Any) -> Any:
+    """A stdout console; when stdout is not a terminal, wide enough for the whole table."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        needed = console.measure(table, options=console.options.update_width(1000)).maximum
+        console = Console(width=max(console.width, needed))
+    return console
+
+
+def _report(
+    data: str,
+    description: str,
+    class_names: tuple[str, ...],
+    counts: Any,
+    weights: dict[str, Any],
+    params: dict[str, dict[str, float]],
+) -> dict[str, Any]:
+    total = int(counts.sum())
+    return {
+        "data": data,
+        "description": description,
+        "n_samples": total,
+        "num_classes": len(counts),
+        "params": {name: {**scheme_defaults(name), **params[name]} for name in weights},
+        "classes": [
+            {"index": i, "name": name, "count": int(n), "share": int(n) / total}
+            for i, (name, n) in enumerate(zip(class_names, counts, strict=True))
+        ],
+        "weights": {name: [float(v) for v in w] for name, w in weights.items()},
+    }
+
+
+def _print_table(report: dict[str, Any]) -> None:
+    from rich import box
+    from rich.table import Table
+
+    norm = {
+        "mean": "mean 1",
+        "max": "max 1",
+        "min": "min 1",
+        "none": "the schemes' own scale",
+    }[report["normalize"]]
+    notes = [f"weights normalised to {norm}"]
+    if report["clip"] is not None:
+        notes.append(f"clipped at max/min = {report['clip']:g}")
+    for name, values in report["params"].items():
+        if values:
+            notes.append(f"{name}: " + ", ".join(f"{k}={v:g}" for k, v in values.items()))
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("class", style="bold")
+    table.add_column("count", justify="right")
+    table.add_column("share", justify="right")
+    for name in report["weights"]:
+        table.add_column(name.replace("_", "\n"), justify="right")
+    for i, cls in enumerate(report["classes"]):
+        table.add_row(
+            cls["name"],
+            str(cls["count"]),
+            f"{100 * cls['share']:.1f}%",
+            *(f"{w[i]:.3f}" for w in report["weights"].values()),
+            end_section=i == len(report["classes"]) - 1,
+        )
+    ratios = []
+    for w in report["weights"].values():
+        positive = [v for v in w if v > 0]
+        ratios.append(f"{max(positive) / min(positive):.1f}x")
+    table.add_row("max/min", "", "", *ratios, style="dim")
+    console = _console(table)
+    title = (
+        f"{report['description']}: {report['n_samples']} samples, {report['num_classes']} classes"
+    )
+    console.print(title, style="bold", markup=False, highlight=False)
+    console.print(table)
+    console.print("; ".join(notes), style="dim", markup=False, highlight=False)
