@@ -6,16 +6,30 @@ Weights are registered buffers (they follow ``.to(device)`` and are saved in
 
 from weightlab.losses._registry import LOSSES
 from weightlab.losses._weights import to_weight_tensor
+from weightlab.losses.asymmetric import AsymmetricLoss
+from weightlab.losses.class_balanced import ClassBalancedLoss
 from weightlab.losses.cross_entropy import (
     BCEWithLogitsLoss,
     BinaryCrossEntropyLoss,
     CrossEntropyLoss,
 )
+from weightlab.losses.focal import FocalLoss, SigmoidFocalLoss
+from weightlab.losses.ldam import LDAMLoss
+from weightlab.losses.logit_adjusted import BalancedSoftmaxLoss, LogitAdjustedLoss
+from weightlab.losses.schedules import DeferredReweighting
 
 __all__ = [
+    "AsymmetricLoss",
     "BCEWithLogitsLoss",
+    "BalancedSoftmaxLoss",
     "BinaryCrossEntropyLoss",
+    "ClassBalancedLoss",
     "CrossEntropyLoss",
+    "DeferredReweighting",
+    "FocalLoss",
+    "LDAMLoss",
     "LOSSES",
+    "LogitAdjustedLoss",
+    "SigmoidFocalLoss",
     "to_weight_tensor",
 ]

@@ -1,0 +1,92 @@
+"""``AsymmetricLoss``: a module over :func:`weightlab.functional.asymmetric_loss`."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from weightlab.functional import LossParts, asymmetric_loss
+from weightlab.functional._validation import (
+    Normalize,
+    Reduction,
+    WeightLike,
+    check_normalize,
+    check_reduction,
+)
+from weightlab.functional.asymmetric import check_asymmetric_args
+from weightlab.losses._registry import LOSSES
+from weightlab.losses._weights import to_weight_tensor
+
+__all__ = ["AsymmetricLoss"]
+
+
+@LOSSES.register("asymmetric")
+class AsymmetricLoss(nn.Module):
+    """Asymmetric multi-label loss; ``forward`` is ``functional.asymmetric_loss``.
+
+    Args:
+        class_weight: ``[w_negative, w_positive]`` or per label ``(L, 2)``; a buffer.
+        gamma_neg: focusing exponent of negatives (default 4).
+        gamma_pos: focusing exponent of positives (default 1).
+        clip: probability margin shifting negatives, in [0, 1) (default 0.05).
+        reduction: ``"mean"``, ``"sum"`` (the authors' choice), ``"none"`` or ``"parts"``.
+        normalize: ``"count"`` (default) or ``"weight"``.
+        validate_args: run value checks that sync the device on every call.
+
+    Example:
+        >>> import torch
+        >>> loss = AsymmetricLoss(reduction="sum")
+        >>> loss(torch.tensor([[2.0, -1.0, 0.5]]), torch.tensor([[1.0, 0.0, 0.0]]))
+        tensor(0.1070)
+    """
+
+    class_weight: Tensor | None
+
+    def __init__(
+        self,
+        class_weight: WeightLike | None = None,
+        *,
+        gamma_neg: float = 4.0,
+        gamma_pos: float = 1.0,
+        clip: float = 0.05,
+        reduction: Reduction = "mean",
+        normalize: Normalize | None = None,
+        validate_args: bool = True,
+    ) -> None:
+        super().__init__()
+        check_asymmetric_args(gamma_neg, gamma_pos, clip)
+        check_reduction(reduction)
+        check_normalize(normalize)
+        self.register_buffer(
+            "class_weight",
+            None if class_weight is None else to_weight_tensor(class_weight, name="class_weight"),
+        )
+        self.gamma_neg = float(gamma_neg)
+        self.gamma_pos = float(gamma_pos)
+        self.clip = float(clip)
+        self.reduction: Reduction = reduction
+        self.normalize: Normalize | None = normalize
+        self.validate_args = validate_args
+
+    def forward(
+        self, input: Tensor, target: Tensor, sample_weight: WeightLike | None = None
+    ) -> Tensor | LossParts:
+        """Return :func:`weightlab.functional.asymmetric_loss` with this module's settings."""
+        return asymmetric_loss(
+            input,
+            target,
+            gamma_neg=self.gamma_neg,
+            gamma_pos=self.gamma_pos,
+            clip=self.clip,
+            class_weight=self.class_weight,
+            sample_weight=sample_weight,
+            reduction=self.reduction,
+            normalize=self.normalize,
+            validate_args=self.validate_args,
+        )
+
+    def extra_repr(self) -> str:
+        """Show the settings in ``repr(module)``."""
+        return (
+            f"gamma_neg={self.gamma_neg}, gamma_pos={self.gamma_pos}, clip={self.clip}, "
+            f"reduction={self.reduction!r}, normalize={self.normalize!r}"
+        )

@@ -1,0 +1,105 @@
+"""``LDAMLoss``: a module over :func:`weightlab.functional.ldam_loss`."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from weightlab.functional import LossParts, ldam_loss
+from weightlab.functional._imbalance import prepare_counts
+from weightlab.functional._validation import (
+    Normalize,
+    Reduction,
+    WeightLike,
+    check_normalize,
+    check_reduction,
+)
+from weightlab.functional.ldam import check_ldam_args
+from weightlab.losses._registry import LOSSES
+from weightlab.losses._weights import ClassWeightLike, to_weight_tensor
+
+__all__ = ["LDAMLoss"]
+
+
+@LOSSES.register("ldam")
+class LDAMLoss(nn.Module):
+    """LDAM loss; ``forward`` is :func:`weightlab.functional.ldam_loss`.
+
+    ``counts`` and ``class_weight`` are buffers. For deferred re-weighting,
+    let a :class:`~weightlab.losses.DeferredReweighting` schedule set
+    ``class_weight`` each epoch: ``schedule.apply(loss, epoch)``.
+
+    Args:
+        counts: training samples per class ``(C,)`` (checked here).
+        max_m: margin of the rarest class (default 0.5).
+        s: logit scale (default 30).
+        class_weight: per-class weights ``(C,)`` indexed by the target.
+        ignore_index: class index that contributes nothing.
+        reduction: ``"mean"``, ``"sum"``, ``"none"`` or ``"parts"``.
+        normalize: ``"weight"`` (default) or ``"count"``.
+        validate_args: run value checks that sync the device on every call.
+
+    Example:
+        >>> import torch
+        >>> loss = LDAMLoss([100, 10], max_m=0.5, s=30.0)
+        >>> loss(torch.tensor([[0.9, 0.1], [0.2, 0.4]]), torch.tensor([0, 1]))
+        tensor(4.5001)
+    """
+
+    counts: Tensor
+    class_weight: Tensor | None
+
+    def __init__(
+        self,
+        counts: WeightLike | None,
+        *,
+        max_m: float = 0.5,
+        s: float = 30.0,
+        class_weight: ClassWeightLike | None = None,
+        ignore_index: int = -100,
+        reduction: Reduction = "mean",
+        normalize: Normalize | None = None,
+        validate_args: bool = True,
+    ) -> None:
+        super().__init__()
+        check_ldam_args(max_m, s)
+        check_reduction(reduction)
+        check_normalize(normalize)
+        n = prepare_counts(counts, None).float()
+        self.register_buffer("counts", n)
+        self.register_buffer(
+            "class_weight",
+            None
+            if class_weight is None
+            else to_weight_tensor(class_weight, name="class_weight", num_classes=n.numel()),
+        )
+        self.max_m = float(max_m)
+        self.s = float(s)
+        self.ignore_index = ignore_index
+        self.reduction: Reduction = reduction
+        self.normalize: Normalize | None = normalize
+        self.validate_args = validate_args
+
+    def forward(
+        self, input: Tensor, target: Tensor, sample_weight: WeightLike | None = None
+    ) -> Tensor | LossParts:
+        """Return :func:`weightlab.functional.ldam_loss` with this module's settings."""
+        return ldam_loss(
+            input,
+            target,
+            self.counts,
+            max_m=self.max_m,
+            s=self.s,
+            class_weight=self.class_weight,
+            sample_weight=sample_weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            normalize=self.normalize,
+            validate_args=self.validate_args,
+        )
+
+    def extra_repr(self) -> str:
+        """Show the settings in ``repr(module)``."""
+        return (
+            f"max_m={self.max_m}, s={self.s}, reduction={self.reduction!r}, "
+            f"normalize={self.normalize!r}, ignore_index={self.ignore_index}"
+        )
