@@ -1,0 +1,208 @@
+"""``weightlab study``: run a study into a store with live progress, then print its summary."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from weightlab.errors import InvalidValueError, WeightlabError, expected
+
+__all__ = ["parse_list", "study_command"]
+
+DEFAULT_STORE = Path("build/study.sqlite")
+
+
+def parse_list(option: str, text: str, kind: type = str) -> list[Any]:
+    """Split a comma-separated option value and convert each item to ``kind``.
+
+    Raises:
+        InvalidValueError: if an item is empty or not a ``kind``.
+
+    Example:
+        >>> parse_list("strengths", "0, 0.5,1", float)
+        [0.0, 0.5, 1.0]
+    """
+    items = [t.strip() for t in text.split(",")]
+    out = []
+    for item in items:
+        try:
+            if not item:
+                raise ValueError
+            out.append(kind(item))
+        except ValueError:
+            what = {str: "names", int: "integers", float: "numbers"}[kind]
+            example = {str: "a,b", int: "0,1,2", float: "0,0.5,1"}[kind]
+            raise InvalidValueError(
+                expected(
+                    f"--{option}",
+                    f"to be comma-separated {what}",
+                    repr(text),
+                    f"Write it like --{option} {example}.",
+                )
+            ) from None
+    return out
+
+
+def parse_params(option: str, pairs: list[str]) -> dict[str, Any]:
+    """Turn ``["imbalance_ratio=50", "seed=1"]`` into ``{"imbalance_ratio": 50, "seed": 1}``.
+
+    Values are read as TOML values where they parse (numbers, booleans,
+    quoted strings) and as plain strings otherwise.
+
+    Example:
+        >>> parse_params("data-param", ["imbalance_ratio=50", "kind=x"])
+        {'imbalance_ratio': 50, 'kind': 'x'}
+    """
+    import tomllib
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidValueError(
+                expected(f"--{option}", "to be KEY=VALUE", repr(pair),
+                         f"Write it like --{option} imbalance_ratio=50.")
+            )
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        out[key.strip()] = value
+    return out
+
+
+def study_command(
+    data: Annotated[
+        str | None, typer.Option(help="Data set name (digits-lt, synthetic) or a file path.")
+    ] = None,
+    data_param: Annotated[
+        list[str] | None,
+        typer.Option("--data-param", help="Data loader option KEY=VALUE (repeatable)."),
+    ] = None,
+    archs: Annotated[
+        str | None, typer.Option(help="Comma-separated architectures: mlp,cnn,gru,lstm.")
+    ] = None,
+    optimizers: Annotated[
+        str | None, typer.Option(help="Comma-separated optimizers: sgd,adam,adamw,rmsprop.")
+    ] = None,
+    weightings: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated weightings: none, power, or weight scheme names."),
+    ] = None,
+    strengths: Annotated[
+        str | None, typer.Option(help="Comma-separated alphas the 'power' weighting sweeps.")
+    ] = None,
+    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds, e.g. 0,1,2.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs per trial.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Mini-batch size.")] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Learning rate (default: the lab's per optimizer).")
+    ] = None,
+    store: Annotated[
+        Path, typer.Option(help="Result store (SQLite); an existing one is resumed.")
+    ] = DEFAULT_STORE,
+    preset: Annotated[
+        str | None, typer.Option(help="Start from a preset: quick (default) or full.")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="A TOML study file (see examples/study.toml).")
+    ] = None,
+    metric: Annotated[
+        str | None, typer.Option(help="Metric the summary ranks by (default balanced_accuracy).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Stacks trained in parallel processes.")] = 1,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Train every trial of a study (skipping those the store already holds) and summarize."""
+    from weightlab.lab.study import StudySpec
+
+    try:
+        overrides: dict[str, Any] = {}
+        if data is not None:
+            overrides["data"] = data
+        if data_param:
+            overrides["data_params"] = parse_params("data-param", data_param)
+        for name, text, kind in (
+            ("archs", archs, str),
+            ("optimizers", optimizers, str),
+            ("weightings", weightings, str),
+            ("strengths", strengths, float),
+            ("seeds", seeds, int),
+        ):
+            if text is not None:
+                overrides[name] = parse_list(name, text, kind)
+        for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr),
+                            ("metric", metric)):
+            if value is not None:
+                overrides[name] = value
+        if workers < 1:
+            raise InvalidValueError(
+                expected("--workers", "to be an integer >= 1", repr(workers), "Use 1 or more.")
+            )
+        if config is not None:
+            spec = StudySpec.from_toml(config, preset=preset, **overrides)
+        else:
+            spec = StudySpec.preset(preset or "quick", **overrides)
+        _run(spec, store, workers=workers, quiet=quiet)
+    except WeightlabError as err:
+        typer.echo(f"Error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _run(spec: Any, store_path: Path, *, workers: int, quiet: bool) -> None:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from weightlab.cli.results import print_summary
+    from weightlab.lab.store_sqlite import SQLiteStore
+    from weightlab.lab.study import Progress as StudyProgress
+    from weightlab.lab.study import run_study, summarize
+
+    console = Console(stderr=True)
+    with SQLiteStore(store_path) as store:
+        bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[failed]} failed"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=quiet,
+        )
+        task: list[Any] = []
+
+        def on_progress(p: StudyProgress) -> None:
+            if not task:
+                task.append(
+                    bar.add_task("trials", total=p.total, completed=p.done, failed=p.failed)
+                )
+                if p.skipped:
+                    console.print(f"resuming: {p.skipped} of {p.total} trials already in "
+                                  f"{store_path}", markup=False)
+            else:
+                bar.update(task[0], completed=p.done, failed=p.failed)
+
+        with bar:
+            outcome = run_study(
+                spec, store, progress=on_progress, command=sys.argv, workers=workers
+            )
+        ids = set(outcome.trial_ids)
+        results = [r for r in store.results() if r.config.trial_id in ids]
+    console.print(
+        f"{outcome.ran} trials trained, {outcome.skipped} found in the store, "
+        f"{outcome.failed} failed; {outcome.seconds:.1f} s. Store: {store_path}",
+        markup=False,
+    )
+    print_summary(summarize(results, spec.metric), fmt="table")

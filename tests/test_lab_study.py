@@ -1,0 +1,366 @@
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from weightlab.errors import InvalidValueError
+from weightlab.lab.store import MemoryStore
+from weightlab.lab.store_sqlite import SQLiteStore
+from weightlab.lab.study import (
+    PRESETS,
+    StudySpec,
+    group_stacks,
+    run_study,
+    summarize,
+    trial_class_weights,
+    weighting_label,
+)
+from weightlab.lab.trial import TrialConfig, TrialResult
+from weightlab.weights import class_weights
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "study.toml"
+
+TINY = {
+    "archs": ["mlp"],
+    "optimizers": ["sgd", "adam"],
+    "weightings": ["none", "balanced"],
+    "seeds": [0],
+    "epochs": 1,
+    "model_params": {"mlp": {"hidden": 8, "layers": 1}},
+}
+
+
+# -- spec ------------------------------------------------------------------------------
+
+
+def test_quick_preset_is_default_and_grid_size():
+    quick = StudySpec.preset("quick")
+    assert quick == StudySpec()
+    assert quick.archs == ("mlp", "cnn", "gru")
+    assert quick.optimizers == ("sgd", "adam", "rmsprop")
+    assert quick.strengths == (0.0, 0.5, 1.0)
+    # 3 archs x 3 optimizers x (none + balanced + 3 power strengths) x 2 seeds
+    assert quick.num_trials == len(quick.trials()) == 90
+    assert len(group_stacks(quick.trials())) == 9
+    full = PRESETS["full"]
+    assert full.num_trials == len(full.trials()) > quick.num_trials
+
+
+def test_trials_expand_power_over_strengths_and_ids_are_unique():
+    spec = StudySpec(**{**TINY, "weightings": ["none", "power"], "strengths": [0.5, 1.0]})
+    cfgs = spec.trials()
+    assert [(c.optimizer, c.weighting, c.alpha) for c in cfgs] == [
+        ("sgd", "none", None), ("sgd", "power", 0.5), ("sgd", "power", 1.0),
+        ("adam", "none", None), ("adam", "power", 0.5), ("adam", "power", 1.0),
+    ]  # fmt: skip
+    assert len({c.trial_id for c in cfgs}) == len(cfgs)
+    assert cfgs[0].model_params == (("hidden", 8), ("layers", 1))
+    stacks = group_stacks(cfgs)
+    assert [len(s) for s in stacks] == [3, 3]
+    assert all(len({c.stack_key for c in s}) == 1 for s in stacks)
+
+
+def test_from_toml_example_and_overrides():
+    spec = StudySpec.from_toml(EXAMPLE)
+    assert spec.weightings == ("none", "balanced", "effective_number", "power")
+    assert spec.data_params == {"imbalance_ratio": 20.0}
+    assert spec.model_params["mlp"] == {"hidden": 64, "layers": 2}
+    assert StudySpec.from_toml(EXAMPLE, epochs=2, seeds=[7]).seeds == (7,)
+    assert StudySpec.from_toml(EXAMPLE, preset="full").epochs == 10  # the file wins over presets
+
+
+def test_from_toml_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('archs = ["mlp"]\nepoch = 3\n')
+    with pytest.raises(InvalidValueError) as info:
+        StudySpec.from_toml(bad)
+    assert str(info.value).startswith("Expected `config` to have only the keys 'preset', ")
+    assert str(info.value).endswith(f"but got 'epoch' in '{bad}'. Remove or rename them.")
+    missing = tmp_path / "none.toml"
+    with pytest.raises(InvalidValueError) as info:
+        StudySpec.from_toml(missing)
+    assert str(info.value) == (
+        f"Expected `config` to be an existing TOML study file, but got '{missing}' (no such "
+        "file). Check the path; examples/study.toml is a template."
+    )
+    broken = tmp_path / "broken.toml"
+    broken.write_text("archs = [")
+    with pytest.raises(InvalidValueError, match=r"^Expected `config` to be valid TOML"):
+        StudySpec.from_toml(broken)
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        (
+            {"archs": ["mlp", "vit"]},
+            "Expected `archs` to be among 'mlp', 'cnn', 'gru', 'lstm', but got 'vit'. "
+            "Pick from those names.",
+        ),
+        (
+            {"optimizers": ["lbfgs"]},
+            "Expected `optimizers` to be among 'sgd', 'adam', 'adamw', 'rmsprop', but got "
+            "'lbfgs'. Pick from those names.",
+        ),
+        (
+            {"seeds": [0, 0]},
+            "Expected `seeds` to hold each value once, but got [0, 0]. Remove the duplicates.",
+        ),
+        (
+            {"strengths": [-1.0]},
+            "Expected `strengths` to be finite numbers >= 0, but got -1.0. "
+            "Use alphas like 0, 0.5, 1 (weights ~ n_c^-alpha).",
+        ),
+        (
+            {"strengths": []},
+            "Expected `strengths` to hold at least one alpha when 'power' is a weighting, but "
+            "got []. Pass e.g. strengths 0,0.5,1, or drop 'power'.",
+        ),
+        ({"epochs": 0}, "Expected `epochs` to be an integer >= 1, but got 0. Pass e.g. epochs=8."),
+        (
+            {"lr": -0.1},
+            "Expected `lr` to be a positive number or None, but got -0.1. "
+            "Leave it unset for the optimizer's lab default.",
+        ),
+        (
+            {"metric": "auc"},
+            "Expected `metric` to be one of 'balanced_accuracy', 'macro_f1', 'tail_recall', "
+            "'gmean', 'macro_auprc', 'accuracy', 'ece', but got 'auc'. Pick one of those.",
+        ),
+        (
+            {"seeds": []},
+            "Expected `seeds` to hold at least one value, but got []. Pass one or more.",
+        ),
+        (
+            {"model_params": {"vit": {}}},
+            "Expected `model_params` to map architectures ('mlp', 'cnn', 'gru', 'lstm') to "
+            "option tables, but got {'vit': {}}. Use {'mlp': {'hidden': 64}}.",
+        ),
+    ],
+)
+def test_spec_errors(kw, message):
+    with pytest.raises(InvalidValueError) as info:
+        StudySpec(**kw)
+    assert str(info.value) == message
+
+
+def test_unknown_weighting_and_preset():
+    with pytest.raises(InvalidValueError, match=r"^Expected `weightings` to be among 'none', "):
+        StudySpec(weightings=["nope"])
+    with pytest.raises(InvalidValueError) as info:
+        StudySpec.preset("huge")
+    assert str(info.value) == (
+        "Expected `preset` to be one of 'quick', 'full', but got 'huge'. Pick one."
+    )
+
+
+def test_trial_class_weights_come_from_weight_schemes():
+    counts = np.array([100, 30, 10])
+    none = TrialConfig("d", "mlp", "sgd", "none", None, 0)
+    bal = TrialConfig("d", "mlp", "sgd", "balanced", None, 0)
+    pw = TrialConfig("d", "mlp", "sgd", "power", 0.5, 0)
+    assert trial_class_weights(none, counts).tolist() == [1.0, 1.0, 1.0]
+    np.testing.assert_allclose(trial_class_weights(bal, counts), class_weights(counts, "balanced"))
+    np.testing.assert_allclose(
+        trial_class_weights(pw, counts), class_weights(counts, "power", alpha=0.5)
+    )
+    assert weighting_label(pw) == "power(a=0.5)"
+
+
+# -- running ---------------------------------------------------------------------------
+
+
+def test_run_study_stores_every_trial_and_resume_skips_them(tmp_path):
+    spec = StudySpec(**TINY)
+    events = []
+    with SQLiteStore(tmp_path / "s.sqlite") as store:
+        out = run_study(spec, store, progress=events.append, command=["weightlab", "study"])
+        assert (out.total, out.ran, out.skipped, out.failed) == (4, 4, 0, 0)
+        assert store.finished_ids() == {c.trial_id for c in spec.trials()}
+        assert store.running_ids() == set()
+        r = store.get(spec.trials()[0].trial_id)
+        assert r.status == "done"
+        assert set(r.metrics) >= {"balanced_accuracy", "macro_f1", "tail_recall", "ece"}
+        assert len(r.test_logits) == 500 and len(r.train_loss) == 1
+        meta = store.meta()
+        assert meta["command"] == ["weightlab", "study"]
+        assert meta["spec"]["archs"] == ["mlp"]
+        assert meta["data"]["train_counts"] == [100, 77, 59, 46, 35, 27, 21, 16, 12, 10]
+        assert "torch" in meta["versions"]
+    assert [e.done for e in events] == [0, 1, 2, 3, 4]
+    assert events[0].result is None and events[-1].total == 4
+
+    with SQLiteStore(tmp_path / "s.sqlite") as store:
+        again = run_study(spec, store, train_stack=_must_not_train)
+        assert (again.ran, again.skipped) == (0, 4)
+
+
+def _must_not_train(data, configs, weights):
+    raise AssertionError(f"trained {len(configs)} stored trials again")
+
+
+def test_resume_reruns_only_unfinished_trials():
+    spec = StudySpec(**TINY)
+    store = MemoryStore()
+    first = spec.trials()[0]
+    run_study(StudySpec(**{**TINY, "optimizers": ["sgd"], "weightings": ["none"]}), store)
+    assert store.finished_ids() == {first.trial_id}
+    store.mark_running(spec.trials())  # as a killed run would leave them
+    seen = []
+
+    def spy(data, configs, weights):
+        from weightlab.lab.engine import train_stack
+
+        seen.extend(c.trial_id for c in configs)
+        return train_stack(data, configs, weights)
+
+    out = run_study(spec, store, train_stack=spy)
+    assert (out.ran, out.skipped) == (3, 1)
+    assert first.trial_id not in seen and len(seen) == 3
+    assert store.running_ids() == set()
+    assert len(store) == 4
+
+
+def test_diverging_trials_are_stored_failed_and_the_study_goes_on():
+    # lr=1e8 makes plain SGD overflow in the first epoch, while Adam's step stays bounded.
+    spec = StudySpec(**{**TINY, "lr": 1e8, "model_params": {"mlp": {"hidden": 8, "layers": 2}}})
+    store = MemoryStore()
+    out = run_study(spec, store)
+    assert out.failed == 2 and out.ran == 4
+    by_opt = {}
+    for r in store.results():
+        by_opt.setdefault(r.config.optimizer, set()).add(r.status)
+    assert by_opt == {"sgd": {"failed"}, "adam": {"done"}}
+    failed = [r for r in store.results() if r.status == "failed"]
+    assert all(r.reason.startswith("non-finite") for r in failed)
+    s = summarize(store.results(), "balanced_accuracy")
+    assert s.n_failed == 2 and s.n_done == 2
+    assert "2 trial(s) failed (diverged)" in s.answer
+
+
+def test_a_done_result_with_non_finite_loss_is_stored_failed():
+    spec = StudySpec(**{**TINY, "optimizers": ["sgd"], "weightings": ["none"]})
+
+    def nan_engine(data, configs, weights):
+        return [TrialResult(c, "done", train_loss=[1.0, math.nan]) for c in configs]
+
+    store = MemoryStore()
+    run_study(spec, store, train_stack=nan_engine)
+    (r,) = store.results()
+    assert r.status == "failed"
+    assert r.reason == "non-finite training loss (nan) at epoch 2"
+
+
+def test_metrics_are_filled_from_logits_when_the_engine_leaves_them_out():
+    spec = StudySpec(**{**TINY, "optimizers": ["sgd"], "weightings": ["none"]})
+
+    def logits_only(data, configs, weights):
+        eye = np.eye(10)[data.y_test.numpy()]
+        return [TrialResult(c, "done", train_loss=[1.0], test_logits=eye.tolist()) for c in configs]
+
+    store = MemoryStore()
+    run_study(spec, store, train_stack=logits_only)
+    (r,) = store.results()
+    assert r.metrics["accuracy"] == 1.0 and r.per_class["recall"] == [1.0] * 10
+
+
+def test_workers_run_stacks_in_processes(tmp_path):
+    spec = StudySpec(**TINY)
+    with SQLiteStore(tmp_path / "w.sqlite") as store:
+        out = run_study(spec, store, workers=2)
+        assert out.ran == 4 and store.finished_ids() == {c.trial_id for c in spec.trials()}
+    with pytest.raises(InvalidValueError) as info:
+        run_study(spec, MemoryStore(), workers=0)
+    assert str(info.value) == "Expected `workers` to be an integer >= 1, but got 0. Use 1 or more."
+
+
+# -- summary ---------------------------------------------------------------------------
+
+
+def _result(arch, opt, weighting, seed, value, alpha=None, status="done"):
+    cfg = TrialConfig("digits-lt", arch, opt, weighting, alpha, seed)
+    if status == "failed":
+        return TrialResult(cfg, "failed", reason="non-finite loss at epoch 1")
+    return TrialResult(cfg, "done", metrics={"balanced_accuracy": value, "ece": 1 - value})
+
+
+def _grid():
+    # mlp/sgd: balanced helps a lot; gru/adam: power(a=0.5) best, balanced hurts.
+    vals = {
+        ("mlp", "sgd"): {"none": (0.5, 0.52), "balanced": (0.7, 0.72), "power(0.5)": (0.6, 0.62)},
+        ("gru", "adam"): {"none": (0.8, 0.8), "balanced": (0.74, 0.76), "power(0.5)": (0.85, 0.83)},
+    }
+    out = []
+    for (arch, opt), by_w in vals.items():
+        for w, seeds in by_w.items():
+            for seed, v in enumerate(seeds):
+                if w.startswith("power"):
+                    out.append(_result(arch, opt, "power", seed, v, alpha=0.5))
+                else:
+                    out.append(_result(arch, opt, w, seed, v))
+    return out
+
+
+def test_summarize_ranks_with_mean_std_and_gain():
+    s = summarize(_grid(), "balanced_accuracy")
+    assert [(c.arch, c.optimizer) for c in s.cells] == [("mlp", "sgd"), ("gru", "adam")]
+    mlp = s.cells[0]
+    assert [w.weighting for w in mlp.ranking] == ["balanced", "power(a=0.5)", "none"]
+    assert mlp.ranking[0].mean == pytest.approx(0.71)
+    assert mlp.ranking[0].std == pytest.approx(np.std([0.70, 0.72], ddof=1))
+    assert mlp.ranking[0].gain == pytest.approx(0.20)
+    gru = s.cells[1]
+    assert [w.weighting for w in gru.ranking] == ["power(a=0.5)", "none", "balanced"]
+    assert gru.ranking[2].gain == pytest.approx(-0.05)
+    assert s.answer.startswith(
+        "No: the best weighting by balanced_accuracy depends on the network: "
+        "'balanced' in 1 (mlp/sgd); 'power(a=0.5)' in 1 (gru/adam)."
+    )
+    assert "ranges from +0.040 (gru/adam) to +0.200 (mlp/sgd)" in s.answer
+    assert "'balanced' changes the metric by +0.200 with mlp/sgd but by -0.050 with gru/adam" in (
+        s.answer
+    )
+
+
+def test_summarize_lower_is_better_metric_flips_ranking():
+    s = summarize(_grid(), "ece")
+    assert s.higher_is_better is False
+    assert s.cells[0].ranking[0].weighting == "balanced"  # lowest ece = 1 - highest value
+    assert s.cells[0].ranking[0].gain == pytest.approx(0.20)  # positive gain = better
+
+
+def test_summarize_same_everywhere_says_so():
+    res = []
+    for arch in ("mlp", "cnn"):
+        for seed, (a, b) in enumerate([(0.5, 0.6), (0.52, 0.61)]):
+            res.append(_result(arch, "sgd", "none", seed, a))
+            res.append(_result(arch, "sgd", "balanced", seed, b))
+    s = summarize(res, "balanced_accuracy")
+    assert s.answer.startswith(
+        "Roughly yes: 'balanced' ranks first by balanced_accuracy in all 2 architecture/optimizer "
+        "pairs."
+    )
+
+
+def test_summarize_one_cell_failed_trials_and_rows():
+    res = [
+        _result("mlp", "sgd", "none", 0, 0.5),
+        _result("mlp", "sgd", "balanced", 0, 0.6),
+        _result("mlp", "sgd", "balanced", 1, 0.0, status="failed"),
+        _result("mlp", "sgd", "power", 0, 0.0, alpha=2.0, status="failed"),
+    ]
+    s = summarize(res, "balanced_accuracy")
+    assert s.answer == (
+        "Only one architecture/optimizer pair (mlp/sgd) was run, so there is nothing to compare "
+        "across; there 'balanced' ranks first by balanced_accuracy (+0.100 over 'none'). "
+        "2 trial(s) failed (diverged) and are left out of the means."
+    )
+    rows = s.rows()
+    assert [(r["weighting"], r["rank"], r["n"], r["failed"]) for r in rows] == [
+        ("balanced", 1, 1, 1), ("none", 2, 1, 0), ("power(a=2)", None, 0, 1),
+    ]  # fmt: skip
+    assert rows[2]["mean"] is None and rows[2]["gain_vs_none"] is None
+    assert summarize([], "macro_f1").answer == "No trial finished, so there is nothing to compare."
+    with pytest.raises(InvalidValueError, match=r"^Expected `metric` to be one of "):
+        summarize(res, "auc")
