@@ -263,3 +263,27 @@ def test_bad_input_message(case, call, error, message):
 def test_value_checks_can_be_switched_off():
     loss = cross_entropy(X, Y, class_weight=[1.0, -1.0, 1.0], validate_args=False)
     assert torch.isfinite(loss)
+
+
+def test_unknown_loss_name_lists_the_registered_ones():
+    from weightlab.losses import LOSSES
+
+    with pytest.raises(UnknownNameError) as info:
+        LOSSES.get("focal-ish")
+    message = str(info.value)
+    assert message.startswith(
+        "Expected `loss` to be one of 'cross_entropy', 'binary_cross_entropy'"
+    )
+    assert message.endswith(
+        "but got 'focal-ish'. Use one of those names; `weightlab.losses.LOSSES.names()` lists them."
+    )
+
+
+def test_unknown_scheme_names_the_listing():
+    from weightlab.weights import class_weights
+
+    with pytest.raises(UnknownNameError) as info:
+        class_weights([3, 1], "focal")
+    assert str(info.value).endswith(
+        "but got 'focal'. Use one of those names; `weightlab.weights.SCHEMES.names()` lists them."
+    )

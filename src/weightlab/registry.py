@@ -64,7 +64,7 @@ class Registry(Generic[T]):
                     self.kind,
                     f"to be one of {names(self._items)}",
                     repr(name),
-                    "Use one of those names; `reg.names()` lists them.",
+                    f"Use one of those names; {self.listing} lists them.",
                 )
             ) from None
 
