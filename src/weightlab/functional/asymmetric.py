@@ -29,8 +29,9 @@ __all__ = ["asymmetric_loss", "check_asymmetric_args"]
 
 def check_asymmetric_args(gamma_neg: float, gamma_pos: float, clip: float) -> None:
     """Refuse negative focusing exponents and a ``clip`` outside [0, 1)."""
-    check_gamma(gamma_neg, "gamma_neg")
-    check_gamma(gamma_pos, "gamma_pos")
+    fix = "Pass a value >= 0 (Ridnik et al. use gamma_neg=4, gamma_pos=1)."
+    check_gamma(gamma_neg, "gamma_neg", fix)
+    check_gamma(gamma_pos, "gamma_pos", fix)
     check_probability_range("clip", float(clip), upper_inclusive=False)
 
 

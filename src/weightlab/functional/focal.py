@@ -30,14 +30,11 @@ from weightlab.functional.cross_entropy import compute_dtype, prepare_sample_wei
 __all__ = ["check_gamma", "focal_loss", "focal_term", "sigmoid_focal_loss"]
 
 
-def check_gamma(gamma: float, name: str = "gamma") -> None:
+def check_gamma(
+    gamma: float, name: str = "gamma", fix: str = "Pass a value >= 0 (Lin et al. use 2)."
+) -> None:
     """Refuse a focusing parameter that is negative, NaN or infinite."""
-    check_nonnegative(
-        name,
-        gamma,
-        "the focusing exponent; 0 gives cross-entropy",
-        "Pass a value >= 0 (Lin et al. use 2).",
-    )
+    check_nonnegative(name, gamma, "the focusing exponent; 0 gives cross-entropy", fix)
 
 
 class _FocalTerm(torch.autograd.Function):
