@@ -1,0 +1,245 @@
+"""`weightlab study` and `weightlab results`: tiny real studies, outputs that parse, clean
+errors, and a study SIGKILLed mid-way that a rerun completes without losing a trial."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from weightlab.cli import app
+from weightlab.lab.store_sqlite import SQLiteStore
+from weightlab.lab.study import StudySpec
+
+runner = CliRunner()
+
+TINY = [
+    "--archs", "mlp", "--optimizers", "sgd,adam", "--weightings", "none,power",
+    "--strengths", "0.5,1", "--seeds", "0,1", "--epochs", "1", "--quiet",
+]  # fmt: skip
+
+
+def fails(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    return result.stderr.strip()
+
+
+@pytest.fixture(scope="module")
+def study_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    store = tmp_path_factory.mktemp("study") / "s.sqlite"
+    result = runner.invoke(app, ["study", *TINY, "--store", str(store), "--metric", "macro_f1"])
+    assert result.exit_code == 0, result.output
+    assert "macro_f1 (higher is better)" in result.stdout
+    assert "12 trials trained, 0 found in the store, 0 failed" in result.stderr
+    return store
+
+
+def test_study_stores_every_trial(study_store: Path) -> None:
+    with SQLiteStore(study_store, create=False) as s:
+        assert len(s) == 12
+        assert s.get_meta("spec")["metric"] == "macro_f1"
+        assert isinstance(s.get_meta("command"), list)
+        assert s.get_meta("versions")["weightlab"]
+
+
+def test_rerun_resumes_and_trains_nothing(study_store: Path) -> None:
+    args = ["study", *TINY, "--store", str(study_store), "--metric", "macro_f1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "0 trials trained, 12 found in the store" in result.stderr
+
+
+def test_results_json_parses(study_store: Path) -> None:
+    result = runner.invoke(app, ["results", str(study_store), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["metric"] == "macro_f1"  # the study's own metric by default
+    assert report["n_done"] == 12 and report["n_failed"] == 0
+    rows = report["rows"]
+    assert {(r["optimizer"], r["weighting"]) for r in rows} == {
+        (o, w) for o in ("sgd", "adam") for w in ("none", "power(a=0.5)", "power(a=1)")
+    }
+    assert all(r["n"] == 2 and r["rank"] in (1, 2, 3) for r in rows)
+    assert isinstance(report["answer"], str) and report["answer"]
+
+
+def test_results_csv_parses_and_matches_json(study_store: Path) -> None:
+    out = runner.invoke(app, ["results", str(study_store), "--format", "csv", "--metric", "ece"])
+    assert out.exit_code == 0, out.output
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    js = json.loads(
+        runner.invoke(app, ["results", str(study_store), "--format", "json", "--metric", "ece"])
+        .stdout
+    )
+    assert len(rows) == len(js["rows"]) == 6
+    assert [r["weighting"] for r in rows] == [r["weighting"] for r in js["rows"]]
+    assert [float(r["mean"]) for r in rows] == pytest.approx([r["mean"] for r in js["rows"]])
+    assert js["higher_is_better"] is False
+
+
+def test_results_table(study_store: Path) -> None:
+    out = runner.invoke(app, ["results", str(study_store), "--metric", "balanced_accuracy"])
+    assert out.exit_code == 0, out.output
+    assert "balanced_accuracy (higher is better), mean ± std over seeds" in out.stdout
+    assert "power(a=0.5)" in out.stdout
+
+
+def test_study_from_config_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(
+        'archs = ["mlp"]\noptimizers = ["adam"]\nweightings = ["none", "balanced"]\n'
+        "seeds = [3]\nepochs = 1\n[model_params.mlp]\nhidden = 8\n"
+    )
+    store = tmp_path / "c.sqlite"
+    out = runner.invoke(app, ["study", "--config", str(cfg), "--store", str(store), "--quiet"])
+    assert out.exit_code == 0, out.output
+    with SQLiteStore(store, create=False) as s:
+        assert s.finished_ids() == {c.trial_id for c in StudySpec.from_toml(cfg).trials()}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["study", "--archs", "mlp,vit"],
+            "Error: Expected `archs` to be among 'mlp', 'cnn', 'gru', 'lstm', but got 'vit'. "
+            "Pick from those names.",
+        ),
+        (
+            ["study", "--strengths", "0,x"],
+            "Error: Expected `--strengths` to be comma-separated numbers, but got '0,x'. "
+            "Write it like --strengths 0,0.5,1.",
+        ),
+        (
+            ["study", "--seeds", "0,,1"],
+            "Error: Expected `--seeds` to be comma-separated integers, but got '0,,1'. "
+            "Write it like --seeds 0,1,2.",
+        ),
+        (
+            ["study", "--preset", "huge"],
+            "Error: Expected `preset` to be one of 'quick', 'full', but got 'huge'. Pick one.",
+        ),
+        (
+            ["study", "--workers", "0"],
+            "Error: Expected `--workers` to be an integer >= 1, but got 0. Use 1 or more.",
+        ),
+        (
+            ["study", "--data-param", "ratio"],
+            "Error: Expected `--data-param` to be KEY=VALUE, but got 'ratio'. "
+            "Write it like --data-param imbalance_ratio=50.",
+        ),
+        (
+            ["results", "nope.sqlite"],
+            "Error: Expected `store` to be an existing study store, but got 'nope.sqlite' "
+            "(no such file). Run `weightlab study --store PATH` first, or check the path.",
+        ),
+    ],
+)
+def test_errors(args: list[str], message: str) -> None:
+    assert fails(*args) == message
+
+
+def test_results_bad_format_and_metric(study_store: Path) -> None:
+    assert fails("results", str(study_store), "--format", "xml") == (
+        "Error: Expected `--format` to be one of 'table', 'json', 'csv', but got 'xml'. "
+        "Pick one of those."
+    )
+    assert fails("results", str(study_store), "--metric", "auc").startswith(
+        "Error: Expected `metric` to be one of 'balanced_accuracy', "
+    )
+
+
+def test_bad_data_param_names_the_loader_option(tmp_path: Path) -> None:
+    err = fails("study", *TINY, "--store", str(tmp_path / "x.sqlite"), "--data-param", "ratio=5")
+    assert err.startswith("Error: Expected `params` to be among ")
+
+
+# -- killed mid-way ------------------------------------------------------------------------
+
+KILL_ARGS = [
+    "--archs", "mlp", "--optimizers", "sgd,adam,adamw,rmsprop", "--weightings",
+    "none,balanced", "--seeds", "0", "--epochs", "3", "--quiet",
+]  # fmt: skip
+KILL_SPEC = {
+    "archs": ["mlp"], "optimizers": ["sgd", "adam", "adamw", "rmsprop"],
+    "weightings": ["none", "balanced"], "seeds": [0], "epochs": 3,
+}  # fmt: skip
+
+
+def _weightlab() -> list[str]:
+    exe = Path(sys.executable).with_name("weightlab")
+    if exe.exists():
+        return [str(exe)]
+    return [sys.executable, "-c", "from weightlab.cli import main; main()"]
+
+
+def _rows(path: Path) -> dict[str, tuple[str, str]]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT trial_id, status, result FROM trials WHERE status != 'running'"
+        ).fetchall()
+    finally:
+        conn.close()
+    return {tid: (status, result) for tid, status, result in rows}
+
+
+def test_sigkill_mid_study_then_rerun_loses_nothing(tmp_path: Path) -> None:
+    store = tmp_path / "k.sqlite"
+    cmd = [*_weightlab(), "study", *KILL_ARGS, "--store", str(store)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            if store.exists() and _count_finished(store) > 0:
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"study ended before it could be killed: {proc.stderr.read()!r}")
+            time.sleep(0.02)
+        else:
+            pytest.fail("no trial finished within 120 s")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    before = _rows(store)
+    total = StudySpec(**KILL_SPEC).num_trials
+    assert 0 < len(before) < total, "killed after the study had finished; make it longer"
+    with SQLiteStore(store, create=False) as s:
+        assert s.running_ids(), "the stack being trained should be marked running"
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{total - len(before)} trials trained, {len(before)} found in the store" in (
+        rerun.stderr
+    )
+    after = _rows(store)
+    assert len(after) == total
+    assert {tid: after[tid] for tid in before} == before  # finished rows untouched
+    with SQLiteStore(store, create=False) as s:
+        assert s.running_ids() == set()
+        assert s.finished_ids() == {c.trial_id for c in StudySpec(**KILL_SPEC).trials()}
+        assert s.get_meta("command")[1:3] == ["study", "--archs"]
+
+
+def _count_finished(path: Path) -> int:
+    try:
+        return len(_rows(path))
+    except sqlite3.OperationalError:  # tables not created yet
+        return 0
