@@ -8,7 +8,7 @@ weights rescaled to sum to the number of classes.
 
 from __future__ import annotations
 
-from typing import Literal, cast
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -30,7 +30,7 @@ from weightlab.functional.cross_entropy import (
     compute_dtype,
     prepare_sample_weight,
 )
-from weightlab.functional.focal import check_gamma, sigmoid_focal_loss
+from weightlab.functional.focal import check_gamma
 
 __all__ = ["LOSS_TYPES", "LossType", "class_balanced_loss", "class_balanced_weights"]
 
@@ -182,14 +182,16 @@ def class_balanced_loss(
     )
     if samples is not None:
         applied = applied * samples
-    one_hot = torch.zeros(input.shape, dtype=dtype, device=input.device)
-    one_hot.scatter_(1, safe_target.unsqueeze(1), 1.0)
-    per_class = cast(Tensor, sigmoid_focal_loss(
-        input.to(dtype),
-        one_hot,
-        gamma=float(gamma) if loss_type == "focal" else 0.0,
-        reduction="none",
-        validate_args=False,
-    ))
+    logits = input.to(dtype)
+    is_target = torch.zeros(input.shape, dtype=torch.bool, device=input.device)
+    is_target.scatter_(1, safe_target.unsqueeze(1), True)
+    log_p = torch.nn.functional.logsigmoid(logits)
+    log_not_p = torch.nn.functional.logsigmoid(-logits)
+    per_class = -torch.where(is_target, log_p, log_not_p)  # BCE against the one-hot target
+    if loss_type == "focal" and float(gamma) != 0.0:
+        # 0/1 targets: log(1 - p_t) is log(1 - p) for the target class, log p otherwise
+        per_class = per_class * torch.exp(
+            float(gamma) * torch.where(is_target, log_not_p, log_p)
+        )
     loss = per_class.sum(1) * applied
     return reduce_loss(loss, applied, counted, reduction, normalize or "count", input.dtype)
