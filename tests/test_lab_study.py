@@ -36,7 +36,7 @@ TINY = {
 
 def test_quick_preset_is_default_and_grid_size():
     quick = StudySpec.preset("quick")
-    assert quick == StudySpec()
+    assert quick == StudySpec(model_params={"gru": {"hidden": 32}})
     assert quick.archs == ("mlp", "cnn", "gru")
     assert quick.optimizers == ("sgd", "adam", "rmsprop")
     assert quick.strengths == (0.0, 0.5, 1.0)

@@ -293,7 +293,8 @@ def _check_names(arg: str, values: Sequence[str], valid: Sequence[str]) -> None:
 #: The built-in studies. ``quick`` is the default: 90 trials, a few minutes on 2 CPU cores.
 PRESETS: dict[str, StudySpec] = {}
 PRESETS_RAW: dict[str, dict[str, Any]] = {
-    "quick": {},
+    # The GRU at hidden 32 trains 3x faster than at its default 64 on 2 CPU cores.
+    "quick": {"model_params": {"gru": {"hidden": 32}}},
     "full": {
         "data_params": {"imbalance_ratio": 50.0},
         "archs": ("mlp", "cnn", "gru", "lstm"),
