@@ -22,7 +22,7 @@ from torch import Tensor
 
 from weightlab.functional._validation import Normalize, Reduction
 
-__all__ = ["LossParts", "reduce_loss"]
+__all__ = ["LossParts", "reduce_loss", "reduce_total"]
 
 
 class LossParts(NamedTuple):
@@ -84,6 +84,22 @@ def reduce_loss(
     if reduction == "sum":
         return total.to(out_dtype)
     denominator = weight.sum() if normalize == "weight" else count.sum().to(total.dtype)
+    if reduction == "parts":
+        return LossParts(total, denominator)
+    return safe_divide(total, denominator).to(out_dtype)
+
+
+def reduce_total(
+    total: Tensor, denominator: Tensor, reduction: Reduction, out_dtype: torch.dtype
+) -> Tensor | LossParts:
+    """Finish ``"sum"``, ``"mean"`` or ``"parts"`` from an already summed loss.
+
+    Same results as :func:`reduce_loss` for a loss whose sum and normaliser a
+    fused kernel computed (``total`` = the sum of ``loss``, ``denominator`` =
+    the sum of ``weight`` or ``count``).
+    """
+    if reduction == "sum":
+        return total.to(out_dtype)
     if reduction == "parts":
         return LossParts(total, denominator)
     return safe_divide(total, denominator).to(out_dtype)

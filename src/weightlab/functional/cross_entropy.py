@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from weightlab.errors import InvalidDtypeError, ShapeMismatchError, expected
-from weightlab.functional._reduction import LossParts, reduce_loss
+from weightlab.functional._reduction import LossParts, reduce_loss, reduce_total
 from weightlab.functional._validation import (
     Normalize,
     Reduction,
@@ -28,9 +28,12 @@ from weightlab.functional._validation import (
 )
 
 __all__ = [
+    "class_index_nll",
     "class_index_weights",
     "compute_dtype",
+    "kept_count",
     "cross_entropy",
+    "prepare_class_targets",
     "prepare_class_weight",
     "prepare_sample_weight",
 ]
@@ -103,6 +106,89 @@ def class_index_weights(
     counted = kept.to(dtype)
     applied = counted if weight is None else weight[safe_target] * counted
     return safe_target, counted, applied
+
+
+def prepare_class_targets(
+    target: Tensor, num_classes: int, ignore_index: int, validate_args: bool
+) -> tuple[Tensor, bool]:
+    """Check class-index targets; return ``(int64 target, all_kept)``.
+
+    ``all_kept`` is True when the value check proved that no element is
+    ``ignore_index`` (then no mask of kept elements needs to be built). The check is one
+    :func:`torch.aminmax` pass; only when it finds a value outside ``[0, C)``
+    does the detailed :func:`check_class_targets` run (which raises, or passes
+    when those values are all ``ignore_index``).
+    """
+    if target.dtype != torch.int64:
+        target = target.long()
+    all_kept = False
+    if values_checked(validate_args):
+        if target.numel() == 0:
+            all_kept = True
+        else:
+            low, high = torch.stack(torch.aminmax(target)).tolist()
+            all_kept = low >= 0 and high < num_classes
+            if not all_kept:
+                check_class_targets(target, num_classes, ignore_index)
+        all_kept = all_kept and not 0 <= ignore_index < num_classes
+    return target, all_kept
+
+
+def class_index_nll(
+    log_p: Tensor,
+    target: Tensor,
+    all_kept: bool,
+    weight: Tensor | None,
+    samples: Tensor | None,
+    ignore_index: int,
+    reduction: Reduction,
+    normalize: Normalize,
+    out_dtype: torch.dtype,
+) -> Tensor | LossParts:
+    """Weighted ``-log p`` of the target class, reduced: PyTorch's fused ``nll_loss``.
+
+    ``target`` and ``all_kept`` come from :func:`prepare_class_targets`, ``samples``
+    from :func:`prepare_sample_weight`. The per-element value is
+    ``w[y] * -log_p[y]`` (0 where ignored), exactly ``nll_loss(weight=w)``; for
+    ``"sum"``/``"mean"``/``"parts"`` without sample weights the sum and the sum of
+    applied weights come from one fused ``nll_loss`` call.
+    """
+    if log_p.dim() == 2 and samples is None and reduction != "none":
+        total, weight_sum = torch.ops.aten.nll_loss_forward(log_p, target, weight, 2, ignore_index)
+        if normalize == "weight" or weight is None:
+            denominator = weight_sum
+        else:
+            denominator = kept_count(target, all_kept, ignore_index, log_p.dtype)
+        return reduce_total(total, denominator, reduction, out_dtype)
+    loss = torch.nn.functional.nll_loss(
+        log_p, target, weight, ignore_index=ignore_index, reduction="none"
+    )
+    if reduction == "none":
+        return (loss if samples is None else loss * samples).to(out_dtype)
+    counted = kept_count(target, all_kept, ignore_index, log_p.dtype, per_element=True)
+    safe = target if all_kept else torch.where(target != ignore_index, target, 0)
+    applied = counted if weight is None else weight[safe] * counted
+    if samples is not None:
+        loss = loss * samples
+        applied = applied * samples
+    return reduce_loss(loss, applied, counted, reduction, normalize, out_dtype)
+
+
+def kept_count(
+    target: Tensor,
+    all_kept: bool,
+    ignore_index: int,
+    dtype: torch.dtype,
+    *,
+    per_element: bool = False,
+) -> Tensor:
+    """1 per element that is not ignored (per element), or their number (a 0-d tensor)."""
+    if not all_kept:
+        kept = (target != ignore_index).to(dtype)
+        return kept if per_element else kept.sum()
+    if per_element:
+        return torch.ones(target.shape, dtype=dtype, device=target.device)
+    return torch.tensor(float(target.numel()), dtype=dtype, device=target.device)
 
 
 def _class_view(weight: Tensor, ndim: int) -> Tensor:
@@ -290,6 +376,24 @@ def _cross_entropy(
     weight = prepare_class_weight(class_weight, input, num_classes, dtype, validate_args)
     log_p = torch.log_softmax(logits, dim=1)
     eps = float(label_smoothing)
+    if not probabilities and eps == 0.0:
+        index_target, all_kept = prepare_class_targets(
+            target, num_classes, ignore_index, validate_args
+        )
+        samples = prepare_sample_weight(
+            sample_weight, input, tuple(target.shape), dtype, validate_args
+        )
+        return class_index_nll(
+            log_p,
+            index_target,
+            all_kept,
+            weight,
+            samples,
+            ignore_index,
+            reduction,
+            normalize or "weight",
+            input.dtype,
+        )
     if probabilities:
         element_shape = (input.shape[0], *input.shape[2:])
         probs = target.to(dtype)
