@@ -232,9 +232,24 @@ def binary_cross_entropy(
     check_binary_target(input, target)
     dtype = compute_dtype(input)
     logits, labels = input.to(dtype), target.to(dtype)
-    positive, negative = binary_terms(logits, labels)
     pos_scale = _prepare_pos_weight(pos_weight, input, dtype, validate_args)
     classes = _prepare_binary_class_weight(class_weight, input, dtype, validate_args)
+    if classes is None and (reduction == "none" or normalize != "weight") and input.numel() > 0:
+        # PyTorch's fused kernel computes exactly our per-element term here:
+        # s * [p t (-log sigma(x)) + (1 - t)(-log(1 - sigma(x)))], and its "mean"
+        # divides by the number of elements, our normalize="count".
+        samples = prepare_sample_weight(
+            sample_weight, input, tuple(input.shape), dtype, validate_args
+        )
+        fused = "sum" if reduction == "parts" else reduction
+        out = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, labels, weight=samples, pos_weight=pos_scale, reduction=fused
+        )
+        if reduction == "parts":
+            count = torch.tensor(float(input.numel()), dtype=dtype, device=input.device)
+            return LossParts(out, count)
+        return out.to(input.dtype)
+    positive, negative = binary_terms(logits, labels)
     w_pos = pos_scale if classes is None else (
         classes[1] if pos_scale is None else classes[1] * pos_scale
     )
