@@ -18,7 +18,6 @@ shared reduction.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -26,7 +25,7 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 from weightlab.errors import InvalidDtypeError, ShapeMismatchError, expected
-from weightlab.functional._reduction import LossParts, reduce_loss
+from weightlab.functional._reduction import LossParts, reduce_loss, reduce_total
 from weightlab.functional._validation import (
     Normalize,
     Reduction,
@@ -39,13 +38,15 @@ from weightlab.functional._validation import (
 )
 from weightlab.functional.cross_entropy import (
     _is_probability_target,
-    class_index_weights,
+    class_index_nll,
     compute_dtype,
+    kept_count,
+    prepare_class_targets,
     prepare_class_weight,
     prepare_sample_weight,
 )
 
-__all__ = ["check_class_index_input", "class_view", "softmax_loss", "target_log_prob"]
+__all__ = ["check_class_index_input", "class_view", "softmax_loss", "target_nll"]
 
 
 def class_view(vector: Tensor, ndim: int) -> Tensor:
@@ -53,19 +54,39 @@ def class_view(vector: Tensor, ndim: int) -> Tensor:
     return vector.view((1, -1) + (1,) * (ndim - 2))
 
 
-class _TargetLogSoftmax(torch.autograd.Function):
-    """``log softmax(s (x + b - m onehot))`` at the target, with an analytic backward."""
+class _TargetNLL(torch.autograd.Function):
+    r"""Weighted ``-log softmax(s (x + b - m onehot))`` at the target, or its focal form.
+
+    Forward returns ``(values, weight_sum)``: with ``reduce`` the sum over elements
+    of ``a_i f(log p_t)`` (a 0-d tensor), else the per-element values; and the
+    sum of the applied weights ``a_i`` (``w[y_i]``, 0 where ignored; not
+    differentiable). ``f`` is ``-l`` or, with ``gamma > 0``, the focal
+    ``-(1 - e^l)^gamma l``. Only ``log p`` (one ``(N, C)`` buffer), the target
+    and one per-element coefficient are kept for the backward
+
+    .. math::
+        \frac{\partial}{\partial x_{ic}} = -s\, g_i\, a_i f'(l_i)\,(p_{ic} - [c = y_i])
+
+    computed in place on ``exp(log p)``. The backward is not itself
+    differentiable (double backward raises PyTorch's ``once_differentiable`` error).
+    """
 
     @staticmethod
     def forward(
         ctx: FunctionCtx,
         logits: Tensor,
         target: Tensor,
+        all_kept: bool,
+        ignore_index: int,
+        weight: Tensor | None,
         scale: float,
         offset: Tensor | None,
         margin: Tensor | None,
-    ) -> Tensor:
-        index = target.unsqueeze(1)
+        gamma: float,
+        reduce: bool,
+    ) -> tuple[Tensor, Tensor]:
+        safe = target if all_kept else torch.where(target != ignore_index, target, 0)
+        index = safe.unsqueeze(1)
         z = logits
         if offset is not None:
             z = z + class_view(offset, logits.dim())
@@ -73,43 +94,155 @@ class _TargetLogSoftmax(torch.autograd.Function):
             z = z * scale if z is logits else z.mul_(scale)
         if margin is not None:
             z = z.clone() if z is logits else z
-            z.scatter_add_(1, index, (-scale * margin[target]).unsqueeze(1).to(z.dtype))
+            z.scatter_add_(1, index, (margin * -scale)[safe].unsqueeze(1))
         log_p = torch.log_softmax(z, dim=1)
-        ctx.save_for_backward(log_p, index)
+        del z
+        coef: Tensor | None = None
+        if gamma == 0.0 and log_p.dim() == 2:
+            values, weight_sum = torch.ops.aten.nll_loss_forward(
+                log_p, target, weight, 2 if reduce else 0, ignore_index
+            )
+        else:
+            applied = _applied(safe, target, all_kept, ignore_index, weight, log_p.dtype)
+            log_pt = log_p.gather(1, index).squeeze(1)
+            if gamma == 0.0:
+                per = log_pt if applied is None else log_pt * applied
+            else:
+                per, coef = _focal_parts(log_pt, applied, gamma, logits.requires_grad)
+            values = per.sum().neg() if reduce else per.neg()
+            weight_sum = (
+                applied.sum()
+                if applied is not None
+                else torch.tensor(float(safe.numel()), dtype=log_p.dtype, device=log_p.device)
+            )
+        ctx.mark_non_differentiable(weight_sum)
+        ctx.save_for_backward(log_p, target, coef, weight, weight_sum)  # type: ignore[arg-type]
+        ctx.reduce = reduce  # type: ignore[attr-defined]
         ctx.scale = scale  # type: ignore[attr-defined]
-        return log_p.gather(1, index).squeeze(1)
+        ctx.gamma = gamma  # type: ignore[attr-defined]
+        ctx.all_kept = all_kept  # type: ignore[attr-defined]
+        ctx.ignore_index = ignore_index  # type: ignore[attr-defined]
+        return values, weight_sum
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
-        log_p, index = ctx.saved_tensors
+    def backward(ctx: Any, grad: Tensor, _: Tensor | None) -> tuple[Tensor | None, ...]:
+        nothing = (None,) * 9
         if not ctx.needs_input_grad[0]:
-            return None, None, None, None, None
-        g = (grad * ctx.scale).unsqueeze(1)
+            return (None, *nothing)
+        log_p, target, coef, weight, weight_sum = ctx.saved_tensors
+        all_kept: bool = ctx.all_kept
+        ignore_index: int = ctx.ignore_index
+        g = grad * ctx.scale  # d/dx = s d/dz, and both kernels below are linear in g
+        if log_p.dim() == 2:
+            # PyTorch's own kernels: the gradient of -w[y] log p_y, then of log_softmax
+            if coef is None:
+                reduction, w = (2 if ctx.reduce else 0), weight
+            else:
+                g, reduction, w = coef * g, 0, None
+            grad_log_p = torch.ops.aten.nll_loss_backward(
+                g, log_p, target, w, reduction, ignore_index, weight_sum
+            )
+            out: Tensor = torch.ops.aten._log_softmax_backward_data(
+                grad_log_p, log_p, 1, log_p.dtype
+            )
+            return (out, *nothing)
+        safe = target if all_kept else torch.where(target != ignore_index, target, 0)
+        if coef is None:
+            applied = _applied(safe, target, all_kept, ignore_index, weight, log_p.dtype)
+            coef = g if applied is None else applied * g
+        else:
+            coef = coef * g
         out = torch.exp(log_p)
-        out.mul_(-g)
-        out.scatter_add_(1, index, g)
-        return out, None, None, None, None
+        index = safe.unsqueeze(1)
+        minus_one = torch.full((), -1.0, dtype=out.dtype, device=out.device)
+        out.scatter_add_(1, index, minus_one.expand(index.shape))
+        out.mul_(coef.unsqueeze(1) if coef.dim() > 0 else coef)
+        return (out, *nothing)
 
 
-def target_log_prob(
+def _focal_parts(
+    log_pt: Tensor, applied: Tensor | None, gamma: float, needs_grad: bool
+) -> tuple[Tensor, Tensor | None]:
+    r"""``a (1 - p)^gamma l`` and the backward coefficient ``-a f'(l)`` of the focal term.
+
+    With ``q = 1 - p = -expm1(l)``:
+    :math:`-f'(l) = q^\gamma - \gamma q^{\gamma - 1} p\, l`. For ``gamma >= 1``
+    that is computed as :math:`q^{\gamma-1}(q - \gamma p l)` (finite everywhere);
+    for ``0 < gamma < 1`` as :math:`q^\gamma (1 - \gamma p\, l / q)` with
+    ``l / q -> -1`` as ``q -> 0``, so it stays finite at ``p -> 1`` too.
+    """
+    one_minus = torch.expm1(log_pt).neg_()
+    if gamma >= 1.0:
+        lower = one_minus.pow(gamma - 1.0) if gamma != 1.0 else None
+        if applied is not None:
+            lower = applied if lower is None else lower.mul_(applied)
+        factor = one_minus if lower is None else one_minus * lower
+        per = factor * log_pt
+        if not needs_grad:
+            return per, None
+        coef = torch.addcmul(one_minus, torch.exp(log_pt), log_pt, value=-gamma)
+        return per, (coef if lower is None else coef.mul_(lower))
+    factor = one_minus.pow(gamma)
+    if applied is not None:
+        factor.mul_(applied)
+    per = factor * log_pt
+    if not needs_grad:
+        return per, None
+    ratio = torch.where(one_minus > 0, log_pt / one_minus, -1.0)
+    one = torch.ones((), dtype=log_pt.dtype, device=log_pt.device)
+    coef = torch.addcmul(one, torch.exp(log_pt), ratio, value=-gamma).mul_(factor)
+    return per, coef
+
+
+def _applied(
+    safe: Tensor,
+    target: Tensor,
+    all_kept: bool,
+    ignore_index: int,
+    weight: Tensor | None,
+    dtype: torch.dtype,
+) -> Tensor | None:
+    """Per-element applied weight ``w[y]`` (0 where ignored), or None when it is all ones."""
+    if all_kept:
+        return None if weight is None else weight[safe]
+    kept = (target != ignore_index).to(dtype)
+    return kept if weight is None else weight[safe] * kept
+
+
+def target_nll(
     logits: Tensor,
     target: Tensor,
     *,
+    all_kept: bool,
+    ignore_index: int,
+    weight: Tensor | None,
     scale: float = 1.0,
     offset: Tensor | None = None,
     margin: Tensor | None = None,
-) -> Tensor:
-    r"""Return :math:`\log p_{i y_i}` of ``s (x + b - m_y onehot)``, shape of ``target``.
+    gamma: float = 0.0,
+    reduce: bool = True,
+) -> tuple[Tensor, Tensor]:
+    r"""Return ``(sum or per-element a_i f(log p_t), sum of a_i)`` of ``s (x + b - m_y onehot)``.
 
-    ``target`` must hold valid class indices (ignored elements already mapped
-    to a valid class). The backward is analytic and fused; it is not itself
-    differentiable (no double backward).
+    ``target`` is the int64 target and ``all_kept`` the flag from
+    :func:`~weightlab.functional.cross_entropy.prepare_class_targets`. The
+    backward is analytic and fused; it is not itself differentiable (no
+    double backward).
     """
-    result: Tensor = _TargetLogSoftmax.apply(  # type: ignore[no-untyped-call]
-        logits, target, float(scale), offset, margin
+    values, weight_sum = _TargetNLL.apply(  # type: ignore[no-untyped-call]
+        logits,
+        target,
+        all_kept,
+        int(ignore_index),
+        weight,
+        float(scale),
+        offset,
+        margin,
+        float(gamma),
+        reduce,
     )
-    return result
+    return values, weight_sum
 
 
 def check_class_index_input(input: Tensor, target: Tensor) -> None:
@@ -158,9 +291,9 @@ def softmax_loss(
     scale: float = 1.0,
     offset: Tensor | None = None,
     margin: Tensor | None = None,
-    per_element: Callable[[Tensor], Tensor] | None = None,
+    gamma: float = 0.0,
 ) -> Tensor | LossParts:
-    """Check, compute ``per_element(log p_t)`` (default ``-log p_t``), weight and reduce.
+    """Check, compute ``-log p_t`` (focal with ``gamma > 0``), weight and reduce.
 
     ``offset`` and ``margin`` are (C,) tensors in the compute dtype on the
     input's device. ``"mean"`` divides by the sum of applied weights by default.
@@ -171,17 +304,46 @@ def softmax_loss(
     num_classes = input.shape[1]
     dtype = compute_dtype(input)
     weight = prepare_class_weight(class_weight, input, num_classes, dtype, validate_args)
-    safe_target, counted, applied = class_index_weights(
-        target, num_classes, ignore_index, weight, dtype, validate_args
+    index_target, all_kept = prepare_class_targets(
+        target, num_classes, ignore_index, validate_args
     )
-    log_pt = target_log_prob(
-        input.to(dtype), safe_target, scale=scale, offset=offset, margin=margin
-    )
-    value = -log_pt if per_element is None else per_element(log_pt)
     samples = prepare_sample_weight(
         sample_weight, input, tuple(target.shape), dtype, validate_args
     )
+    norm: Normalize = normalize or "weight"
+    logits = input.to(dtype)
+    if gamma == 0.0 and scale == 1.0 and offset is None and margin is None:
+        log_p = torch.log_softmax(logits, dim=1)
+        return class_index_nll(
+            log_p, index_target, all_kept, weight, samples, ignore_index, reduction, norm,
+            input.dtype,
+        )
+    reduce = samples is None and reduction != "none"
+    values, weight_sum = target_nll(
+        logits,
+        index_target,
+        all_kept=all_kept,
+        ignore_index=ignore_index,
+        weight=weight,
+        scale=scale,
+        offset=offset,
+        margin=margin,
+        gamma=gamma,
+        reduce=reduce,
+    )
+    if reduce:
+        denominator = (
+            weight_sum
+            if norm == "weight"
+            else kept_count(index_target, all_kept, ignore_index, dtype)
+        )
+        return reduce_total(values, denominator, reduction, input.dtype)
+    if reduction == "none":
+        return (values if samples is None else values * samples).to(input.dtype)
+    counted = kept_count(index_target, all_kept, ignore_index, dtype, per_element=True)
+    safe = index_target if all_kept else torch.where(index_target != ignore_index, index_target, 0)
+    applied = counted if weight is None else weight[safe] * counted
     if samples is not None:
+        values = values * samples
         applied = applied * samples
-    loss = value * applied
-    return reduce_loss(loss, applied, counted, reduction, normalize or "weight", input.dtype)
+    return reduce_loss(values, applied, counted, reduction, norm, input.dtype)

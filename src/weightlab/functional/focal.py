@@ -157,7 +157,7 @@ def focal_loss(
         reduction=reduction,
         normalize=normalize,
         validate_args=validate_args,
-        per_element=None if g == 0.0 else (lambda log_p: focal_term(log_p, g)),
+        gamma=g,
     )
 
 
