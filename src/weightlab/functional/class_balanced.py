@@ -31,6 +31,7 @@ from weightlab.functional.cross_entropy import (
     prepare_sample_weight,
 )
 from weightlab.functional.focal import check_gamma
+from weightlab.weights import class_weights
 
 __all__ = ["LOSS_TYPES", "LossType", "class_balanced_loss", "class_balanced_weights"]
 
@@ -65,9 +66,10 @@ def class_balanced_weights(
         w_c = \frac{1 - \beta}{1 - \beta^{n_c}}, \qquad
         w_c \leftarrow C\, \frac{w_c}{\sum_k w_k}
 
-    ``beta=0`` gives uniform weights, ``beta -> 1`` inverse frequency. Same
-    numbers as ``weightlab.weights.class_weights(counts, "effective_number",
-    beta=beta, normalize="mean")``.
+    ``beta=0`` gives uniform weights, ``beta -> 1`` inverse frequency. Computed
+    by ``weightlab.weights.class_weights(counts, "effective_number",
+    beta=beta, normalize="mean")`` (mean 1, i.e. sum ``C``, the paper's
+    normalisation) after the counts are checked here.
 
     Args:
         counts: training samples per class ``(C,)``.
@@ -88,7 +90,8 @@ def class_balanced_weights(
     check_beta(beta)
     device = counts.device if isinstance(counts, Tensor) else None
     n = prepare_counts(counts, None, device=device, validate_args=validate_args)
-    return effective_number_weights(n, float(beta)).to(torch.float32)
+    weights = class_weights(n.cpu().numpy(), "effective_number", beta=float(beta), normalize="mean")
+    return torch.as_tensor(weights, dtype=torch.float32, device=n.device)
 
 
 def class_balanced_loss(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from weightlab.errors import InvalidValueError, expected
 from weightlab.functional._imbalance import prepare_counts
 from weightlab.functional._validation import WeightLike
-from weightlab.functional.class_balanced import check_beta, class_balanced_weights
+from weightlab.functional.class_balanced import check_beta
+from weightlab.weights import class_weights
 
 __all__ = ["DeferredReweighting"]
 
@@ -22,7 +24,9 @@ class DeferredReweighting:
 
     Cao et al. train with uniform weights, then switch to the effective-number
     weights of Cui et al. (``beta=0.9999``) at ``start_epoch`` (160 of 200 on
-    CIFAR). Epochs count from 0.
+    CIFAR). Epochs count from 0. The late weights are
+    ``weightlab.weights.class_weights(counts, "effective_number", beta=beta,
+    normalize="mean")``.
 
     Args:
         counts: training samples per class ``(C,)`` (checked here).
@@ -51,7 +55,10 @@ class DeferredReweighting:
         self.counts = prepare_counts(counts, None).float()
         self.start_epoch = start_epoch
         self.beta = float(beta)
-        self._late = class_balanced_weights(self.counts, self.beta)
+        late = class_weights(
+            self.counts.numpy(), "effective_number", beta=self.beta, normalize="mean"
+        )
+        self._late = torch.as_tensor(late, dtype=torch.float32)
 
     def weights(self, epoch: int) -> Tensor:
         """Return the class weights (float32, CPU, shape ``(C,)``) for ``epoch``."""
