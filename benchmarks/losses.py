@@ -8,12 +8,18 @@ composite a user would write from the paper (one-hot targets, the full
 formula over all classes). Time: median of ``--repeats`` forward+backward
 passes (after one warm-up), ``time.perf_counter``.
 
+Like with like: every row of a shape gets the same logits, targets and
+weights (the class weights ``w`` of PyTorch's row are passed to ours and to
+the composites). The weightlab losses run with their defaults, i.e.
+``validate_args=True``: the value checks of targets and weights (which a
+user gets unless they opt out) are inside the timed region.
+
 Peak extra memory: the RSS high-water mark (``VmHWM``) of a *fresh
 subprocess* that builds the inputs, resets the mark (``/proc/self/clear_refs``),
-runs one forward+backward, and reports the increase over the RSS before it. Large tensors are mmapped by the
-allocator and given back on free, so this sees every torch allocation
-(tracemalloc does not see them at all). Resolution is a page; small numbers
-(< 1 MiB) are noise.
+runs one forward+backward, and reports the increase over the RSS before it.
+Large tensors are mmapped by the allocator and given back on free, so this
+sees every torch allocation (tracemalloc does not see them at all).
+Resolution is a page; small numbers (< 1 MiB) are noise.
 """
 
 from __future__ import annotations
@@ -214,8 +220,11 @@ def main() -> None:
     if args.memory_child:
         memory_child(*args.memory_child)
         return
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, float32, "
-          f"forward+backward, median of {args.repeats}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU, float32, "
+        f"forward+backward, median of {args.repeats}; weightlab losses with "
+        "validate_args=True (the default)"
+    )
     for shape in SHAPES:
         times = time_shape(shape, args.repeats)
         torch_name = next(n for n in times if n.startswith("torch"))

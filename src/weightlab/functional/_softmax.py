@@ -8,12 +8,20 @@ the log-probability of the *target* class of modified logits
     \log p_{i y_i} = z_{i y_i} - \log \sum_c e^{z_{ic}}
 
 (``s`` a scale, ``b`` a per-class offset, ``m`` a per-class margin on the
-target logit) and then only per-sample work. :func:`target_log_prob` does that
-in one fused pass with an analytic backward,
-:math:`\partial \log p_{iy_i} / \partial x_{ic} = s([c = y_i] - p_{ic})`, so no
-``(N, C)`` one-hot, margin or offset tensor is kept for autograd.
-:func:`softmax_loss` adds the class/sample weights, ``ignore_index`` and the
-shared reduction.
+target logit) and then only per-sample work. :func:`target_nll` does that in
+one autograd Function: ``log_softmax`` and PyTorch's fused ``nll_loss`` (which
+also sums the applied class weights), or a gather and the focal term; its
+backward is analytic,
+:math:`\partial \log p_{iy_i} / \partial x_{ic} = s([c = y_i] - p_{ic})`, run
+through PyTorch's own ``nll_loss`` and ``log_softmax`` backward kernels with
+the scale folded into the incoming gradient, so no ``(N, C)`` one-hot, margin
+or offset tensor is kept for autograd, only ``log p``. That backward is not
+itself differentiable (``once_differentiable``): with ``create_graph=True``
+the gradient comes back without a ``grad_fn``, so differentiating it again
+fails with PyTorch's "does not require grad" error (as before). Plain (class-balanced) softmax
+cross-entropy skips the Function and uses the :func:`cross_entropy` stage
+(twice differentiable). :func:`softmax_loss` adds the class/sample weights,
+``ignore_index`` and the shared reduction.
 """
 
 from __future__ import annotations
@@ -67,8 +75,9 @@ class _TargetNLL(torch.autograd.Function):
     .. math::
         \frac{\partial}{\partial x_{ic}} = -s\, g_i\, a_i f'(l_i)\,(p_{ic} - [c = y_i])
 
-    computed in place on ``exp(log p)``. The backward is not itself
-    differentiable (double backward raises PyTorch's ``once_differentiable`` error).
+    run through PyTorch's ``nll_loss``/``log_softmax`` backward kernels (2-D
+    input) or in place on ``exp(log p)``. The backward is not itself
+    differentiable (``once_differentiable``: no double backward).
     """
 
     @staticmethod
