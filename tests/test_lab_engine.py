@@ -10,7 +10,7 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from weightlab.errors import InvalidValueError, InvalidWeightError, ShapeMismatchError
 from weightlab.lab.data import load_data
-from weightlab.lab.engine import stacked_val_metric, train_single, train_stack
+from weightlab.lab.engine import run_stacks, stacked_val_metric, train_single, train_stack
 from weightlab.lab.optim import OPTIMIZERS, make_optimizer
 from weightlab.lab.trial import TrialConfig
 
@@ -223,3 +223,29 @@ def test_bad_inputs(digits):
     )
     with pytest.raises(InvalidValueError, match="Expected `configs` to hold at least one"):
         train_stack(digits, [], [])
+
+
+def test_run_stacks_in_process_matches_train_stack(digits):
+    stacks = [(digits, _configs("mlp", "sgd", epochs=1, lr=0.1), [np.ones(10)] * 3)]
+    stacks.append((digits, _configs("mlp", "adam", epochs=1), [np.ones(10)] * 3))
+    seen = []
+    out = run_stacks(stacks, workers=1, on_done=lambda i, results: seen.append(i))
+    assert seen == [0, 1] and [len(r) for r in out] == [3, 3]
+    again = train_stack(*stacks[1])
+    for a, b in zip(out[1], again, strict=True):
+        _assert_same(a, b)
+    with pytest.raises(InvalidValueError) as err:
+        run_stacks(stacks, workers=0)
+    assert str(err.value) == (
+        "Expected `workers` to be a positive integer, but got 0. Use 1 or os.cpu_count()."
+    )
+
+
+def test_run_stacks_in_worker_processes(digits):
+    stacks = [(digits, _configs("mlp", "sgd", epochs=1, lr=0.1, seeds=(s,)), [np.ones(10)])
+              for s in (0, 1)]  # fmt: skip
+    seen = []
+    out = run_stacks(stacks, workers=2, on_done=lambda i, results: seen.append(i))
+    assert sorted(seen) == [0, 1]
+    for (data, configs, weights), results in zip(stacks, out, strict=True):
+        _assert_same(results[0], train_single(data, configs[0], weights[0]))

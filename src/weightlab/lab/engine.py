@@ -59,7 +59,9 @@ __all__ = [
     "VAL_METRICS",
     "LossFn",
     "ProgressFn",
+    "Stack",
     "epoch_orders",
+    "run_stacks",
     "stacked_val_metric",
     "train_single",
     "train_stack",
@@ -551,3 +553,85 @@ def train_single(
         timings,
         {"stack_size": 1, "checkpoint": checkpoint},
     )
+
+
+#: One stack to train: the data, its K configs and their (K, C) class weights.
+Stack = tuple[LabData, Sequence[TrialConfig], Any]
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _run_one(stack: Stack, kwargs: dict[str, Any]) -> list[TrialResult]:
+    data, configs, weights = stack
+    return train_stack(data, configs, weights, **kwargs)
+
+
+def run_stacks(
+    stacks: Sequence[Stack],
+    *,
+    workers: int = 1,
+    loss_fn: LossFn = weighted_cross_entropy,
+    val_metric: str = "balanced_accuracy",
+    checkpoint: Checkpoint = "best",
+    on_done: Callable[[int, list[TrialResult]], None] | None = None,
+) -> list[list[TrialResult]]:
+    """Train independent stacks, in this process or in ``workers`` worker processes.
+
+    With ``workers > 1`` each stack runs in a spawned process limited to one
+    intra-op thread (``torch.set_num_threads(1)``), one process per core;
+    with ``workers=1`` they run here, one after the other, with this
+    process's threads. Measured on 2 cores (``benchmarks/study.py
+    --workers-check``, ``docs/benchmarks.md``): 12 MLP stacks of 32 trials x
+    30 epochs took 31.7 s in one two-threaded process and 18.8 s in two
+    single-threaded workers (1.7x), start-up included; each worker pays a few
+    seconds of imports, so for a handful of short stacks ``workers=1`` wins.
+
+    Args:
+        stacks: ``(data, configs, class_weights)`` triples, as for :func:`train_stack`.
+        workers: processes to use (1: this process).
+        loss_fn: per-sample weighted loss; must be picklable (a module-level
+            function) when ``workers > 1``.
+        val_metric: as for :func:`train_stack`.
+        checkpoint: as for :func:`train_stack`.
+        on_done: called in this process as ``on_done(index, results)`` as soon
+            as stack ``index`` has finished (e.g. to store its trials).
+
+    Returns:
+        The results of each stack, in the order of ``stacks``.
+
+    Raises:
+        InvalidValueError: ``workers`` is not a positive integer; any error of
+            :func:`train_stack`.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InvalidValueError(
+            expected(
+                "workers", "to be a positive integer", repr(workers), "Use 1 or os.cpu_count()."
+            )
+        )
+    kwargs = {"loss_fn": loss_fn, "val_metric": val_metric, "checkpoint": checkpoint}
+    out: list[list[TrialResult] | None] = [None] * len(stacks)
+    if workers == 1 or len(stacks) <= 1:
+        for i, stack in enumerate(stacks):
+            out[i] = _run_one(stack, kwargs)
+            if on_done is not None:
+                on_done(i, out[i])  # type: ignore[arg-type]
+        return out  # type: ignore[return-value]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(
+        max_workers=min(workers, len(stacks)),
+        mp_context=mp.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(1,),
+    ) as pool:
+        futures = {pool.submit(_run_one, stack, kwargs): i for i, stack in enumerate(stacks)}
+        for future in as_completed(futures):
+            i = futures[future]
+            out[i] = future.result()
+            if on_done is not None:
+                on_done(i, out[i])  # type: ignore[arg-type]
+    return out  # type: ignore[return-value]
