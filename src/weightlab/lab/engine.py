@@ -421,16 +421,21 @@ def train_stack(
     ]
 
 
+def _stacked_cross_entropy(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """:func:`weighted_cross_entropy` of K slices: (K, B, C), (K, B), (K, C) -> (K, B).
+
+    ``logsumexp(z) - z_y``, 2.7x faster than ``log_softmax`` + ``gather`` for
+    C = 10 on the CPU; both engines use it for the default loss, so a slice
+    and its single run round the same way.
+    """
+    nll = z.logsumexp(-1) - z.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    return nll * w.gather(1, y)
+
+
 def _vectorize(loss_fn: LossFn, k: int) -> Callable[..., torch.Tensor]:
     """``loss_fn`` over a leading slice axis: (K, B, C), (K, B), (K, C) -> (K, B)."""
     if loss_fn is weighted_cross_entropy:
-
-        def fast(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-            # logsumexp - z_y: 2.7x faster than log_softmax + gather over C = 10 on the CPU
-            nll = z.logsumexp(-1) - z.gather(-1, y.unsqueeze(-1)).squeeze(-1)
-            return nll * w.gather(1, y)
-
-        return fast
+        return _stacked_cross_entropy
     vmapped = torch.func.vmap(loss_fn)
     state = {"vmap": True}
 
@@ -511,7 +516,12 @@ def train_single(
         for start in range(0, n, bs):
             idx = orders[epoch, start : start + bs]
             xb, yb = d.x_train[idx], d.y_train[idx]
-            loss = loss_fn(model(xb), yb, w).sum() / w[yb].sum()
+            logits = model(xb)
+            if loss_fn is weighted_cross_entropy:
+                per = _stacked_cross_entropy(logits[None], yb[None], w[None])[0]
+            else:
+                per = loss_fn(logits, yb, w)
+            loss = per.sum() / w[yb].sum()
             if not torch.isfinite(loss):
                 failed_epoch = epoch + 1
                 break
