@@ -11,7 +11,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from weightlab.functional._reduction import LossParts, reduce_loss
+from weightlab.functional._reduction import LossParts, reduce_loss, reduce_total
+from weightlab.functional._sigmoid import (
+    asymmetric_terms,
+    binary_denominator,
+    binary_scales,
+    needs_composite,
+)
 from weightlab.functional._validation import (
     Normalize,
     Reduction,
@@ -76,6 +82,11 @@ def asymmetric_loss(
     factor (the authors' code mixes them through :math:`p_t`); for 0/1
     targets the two agree.
 
+    One fused autograd Function computes the loss and its closed-form gradient
+    (no double backward: ``create_graph=True`` raises); when the target or a
+    weight requires grad, plain autograd ops are used instead (twice
+    differentiable, gradients for the target and weights too).
+
     Args:
         input: logits ``(N, L)`` or ``(N, L, d1, ..., dk)`` (also ``(N,)``).
         target: floating 0/1 labels (or probabilities) of the input's shape.
@@ -109,27 +120,59 @@ def asymmetric_loss(
     check_binary_target(input, target)
     dtype = compute_dtype(input)
     logits, labels = input.to(dtype), target.to(dtype)
+    classes = _prepare_binary_class_weight(class_weight, input, dtype, validate_args)
+    samples = prepare_sample_weight(sample_weight, input, tuple(input.shape), dtype, validate_args)
+    norm: Normalize = normalize or "count"
+    if needs_composite(labels, samples, *(classes or ())):
+        loss, applied = _asymmetric_composite(
+            logits, labels, float(gamma_neg), float(gamma_pos), float(clip), classes
+        )
+        if samples is not None:
+            loss = loss * samples
+            applied = applied * samples
+        ones = torch.ones_like(labels)
+        return reduce_loss(loss, applied, ones, reduction, norm, input.dtype)
+    pos_scale, neg_scale = binary_scales(None, None, classes, samples)
+    reduce = reduction != "none"
+    values = asymmetric_terms(
+        logits,
+        labels,
+        pos_scale,
+        neg_scale,
+        float(gamma_pos),
+        float(gamma_neg),
+        float(clip),
+        reduce,
+    )
+    if not reduce:
+        return values.to(input.dtype)
+    return reduce_total(
+        values, binary_denominator(labels, pos_scale, neg_scale, norm), reduction, input.dtype
+    )
+
+
+def _asymmetric_composite(
+    logits: Tensor,
+    labels: Tensor,
+    gamma_neg: float,
+    gamma_pos: float,
+    m: float,
+    classes: tuple[Tensor, Tensor] | None,
+) -> tuple[Tensor, Tensor]:
+    """Per-element loss and applied weight with plain autograd ops (targets/weights get grads)."""
     log_p = torch.nn.functional.logsigmoid(logits)
     log_not_p = torch.nn.functional.logsigmoid(-logits)
-    m = float(clip)
     if m > 0.0:
         p_m = (torch.sigmoid(logits) - m).clamp(min=0.0)
         log_not_pm = torch.log((torch.sigmoid(-logits) + m).clamp(max=1.0))
-        neg_factor = _power_of(p_m, float(gamma_neg))
+        neg_factor = _power_of(p_m, gamma_neg)
     else:
         log_not_pm = log_not_p
-        neg_factor = torch.exp(float(gamma_neg) * log_p)
-    pos_factor = torch.exp(float(gamma_pos) * log_not_p)
+        neg_factor = torch.exp(gamma_neg * log_p)
+    pos_factor = torch.exp(gamma_pos * log_not_p)
     pos_scale, neg_scale = labels, 1.0 - labels
-    classes = _prepare_binary_class_weight(class_weight, input, dtype, validate_args)
     if classes is not None:
         neg_scale = neg_scale * classes[0]
         pos_scale = pos_scale * classes[1]
     loss = -(pos_scale * pos_factor * log_p + neg_scale * neg_factor * log_not_pm)
-    applied = pos_scale + neg_scale
-    samples = prepare_sample_weight(sample_weight, input, tuple(input.shape), dtype, validate_args)
-    if samples is not None:
-        loss = loss * samples
-        applied = applied * samples
-    ones = torch.ones_like(labels)
-    return reduce_loss(loss, applied, ones, reduction, normalize or "count", input.dtype)
+    return loss, pos_scale + neg_scale

@@ -16,6 +16,7 @@ from torch import Tensor
 from weightlab.errors import UnknownNameError, expected, names
 from weightlab.functional._imbalance import effective_number_weights, prepare_counts
 from weightlab.functional._reduction import LossParts, reduce_loss
+from weightlab.functional._sigmoid import one_hot_focal_rows
 from weightlab.functional._softmax import check_class_index_input, softmax_loss
 from weightlab.functional._validation import (
     Normalize,
@@ -127,6 +128,11 @@ def class_balanced_loss(
     which for ``"softmax"`` equals ``nn.CrossEntropyLoss(weight=w)``).
     ``reduction="none"`` gives one value per sample (summed over classes).
 
+    The sigmoid variants run as one fused autograd Function (every class
+    treated as a negative, the target column overwritten from the ``N``
+    gathered target logits; closed-form gradient, no one-hot). It has no
+    double backward: ``create_graph=True`` raises.
+
     Args:
         input: logits ``(N, C)`` or ``(N, C, d1, ..., dk)``.
         target: class indices ``(N,)`` or ``(N, d1, ..., dk)``.
@@ -185,16 +191,7 @@ def class_balanced_loss(
     )
     if samples is not None:
         applied = applied * samples
-    logits = input.to(dtype)
-    is_target = torch.zeros(input.shape, dtype=torch.bool, device=input.device)
-    is_target.scatter_(1, safe_target.unsqueeze(1), True)
-    log_p = torch.nn.functional.logsigmoid(logits)
-    log_not_p = torch.nn.functional.logsigmoid(-logits)
-    per_class = -torch.where(is_target, log_p, log_not_p)  # BCE against the one-hot target
-    if loss_type == "focal" and float(gamma) != 0.0:
-        # 0/1 targets: log(1 - p_t) is log(1 - p) for the target class, log p otherwise
-        per_class = per_class * torch.exp(
-            float(gamma) * torch.where(is_target, log_not_p, log_p)
-        )
-    loss = per_class.sum(1) * applied
+    gamma_used = float(gamma) if loss_type == "focal" else 0.0
+    rows = one_hot_focal_rows(input.to(dtype), safe_target, gamma_used)
+    loss = rows * applied
     return reduce_loss(loss, applied, counted, reduction, normalize or "count", input.dtype)

@@ -14,7 +14,13 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
 from weightlab.functional._imbalance import check_nonnegative
-from weightlab.functional._reduction import LossParts, reduce_loss
+from weightlab.functional._reduction import LossParts, reduce_loss, reduce_total
+from weightlab.functional._sigmoid import (
+    binary_denominator,
+    binary_scales,
+    needs_composite,
+    sigmoid_focal_terms,
+)
 from weightlab.functional._softmax import softmax_loss
 from weightlab.functional._validation import (
     Normalize,
@@ -199,9 +205,15 @@ def sigmoid_focal_loss(
     :math:`s_i (w^+_l \alpha t + w^-_l (1 - \alpha)(1 - t))`; ``"mean"``
     divides by the number of elements (``normalize="count"``, as BCE and
     torchvision). ``gamma=0`` with ``alpha=None`` is exactly
-    :func:`binary_cross_entropy` with the same weights. :math:`\log(1 - p_t)`
-    is a ``logaddexp`` of log-sigmoids, so values and gradients stay finite at
-    any logit and any ``gamma >= 0``.
+    :func:`binary_cross_entropy` with the same weights. :math:`1 - p_t` is
+    ``lerp(sigmoid(x), sigmoid(-x), t)`` (each sigmoid exact in relative terms)
+    and the BCE terms are softplus values, so values and gradients stay finite
+    at any logit and any ``gamma >= 0``.
+
+    One fused autograd Function computes the loss and its closed-form gradient
+    (no double backward: ``create_graph=True`` raises); when the target or a
+    weight requires grad, plain autograd ops are used instead (twice
+    differentiable, gradients for the target and weights too).
 
     Args:
         input: logits ``(N,)``, ``(N, L)`` or ``(N, L, d1, ..., dk)``.
@@ -236,27 +248,51 @@ def sigmoid_focal_loss(
     check_binary_target(input, target)
     dtype = compute_dtype(input)
     logits, labels = input.to(dtype), target.to(dtype)
+    classes = _prepare_binary_class_weight(class_weight, input, dtype, validate_args)
+    samples = prepare_sample_weight(sample_weight, input, tuple(input.shape), dtype, validate_args)
+    pos: float | None = None if alpha is None else float(alpha)
+    neg: float | None = None if alpha is None else 1.0 - float(alpha)
+    norm: Normalize = normalize or "count"
+    if needs_composite(labels, samples, *(classes or ())):
+        loss, applied = _sigmoid_focal_composite(logits, labels, float(gamma), pos, neg, classes)
+        if samples is not None:
+            loss = loss * samples
+            applied = applied * samples
+        ones = torch.ones_like(labels)
+        return reduce_loss(loss, applied, ones, reduction, norm, input.dtype)
+    pos_scale, neg_scale = binary_scales(pos, neg, classes, samples)
+    reduce = reduction != "none"
+    values = sigmoid_focal_terms(logits, labels, pos_scale, neg_scale, float(gamma), reduce)
+    if not reduce:
+        return values.to(input.dtype)
+    return reduce_total(
+        values, binary_denominator(labels, pos_scale, neg_scale, norm), reduction, input.dtype
+    )
+
+
+def _sigmoid_focal_composite(
+    logits: Tensor,
+    labels: Tensor,
+    gamma: float,
+    pos: float | None,
+    neg: float | None,
+    classes: tuple[Tensor, Tensor] | None,
+) -> tuple[Tensor, Tensor]:
+    """Per-element loss and applied weight with plain autograd ops (targets/weights get grads)."""
     log_p = torch.nn.functional.logsigmoid(logits)
     log_not_p = torch.nn.functional.logsigmoid(-logits)
     pos_scale = labels
     neg_scale = 1.0 - labels
-    if alpha is not None:
-        pos_scale = pos_scale * float(alpha)
-        neg_scale = neg_scale * (1.0 - float(alpha))
-    classes = _prepare_binary_class_weight(class_weight, input, dtype, validate_args)
+    if pos is not None and neg is not None:
+        pos_scale = pos_scale * pos
+        neg_scale = neg_scale * neg
     if classes is not None:
         neg_scale = neg_scale * classes[0]
         pos_scale = pos_scale * classes[1]
     loss = -(pos_scale * log_p + neg_scale * log_not_p)
-    if float(gamma) != 0.0:
+    if gamma != 0.0:
         log_one_minus_pt = torch.logaddexp(
             torch.log(labels) + log_not_p, torch.log1p(-labels) + log_p
         )
-        loss = loss * torch.exp(float(gamma) * log_one_minus_pt)
-    applied = pos_scale + neg_scale
-    samples = prepare_sample_weight(sample_weight, input, tuple(input.shape), dtype, validate_args)
-    if samples is not None:
-        loss = loss * samples
-        applied = applied * samples
-    ones = torch.ones_like(labels)
-    return reduce_loss(loss, applied, ones, reduction, normalize or "count", input.dtype)
+        loss = loss * torch.exp(gamma * log_one_minus_pt)
+    return loss, pos_scale + neg_scale
