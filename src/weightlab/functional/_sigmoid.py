@@ -150,17 +150,30 @@ class _Fused(torch.autograd.Function):
         (slope,) = ctx.saved_tensors
         if ctx.rows:  # per-row values: broadcast the (N, d...) gradient over dim 1
             grad = grad.unsqueeze(1)
+        elif ctx.scale != 1.0:
+            grad = grad * ctx.scale
         return (torch.mul(slope, grad), *nothing)
 
 
 def _finish(
-    ctx: Any, name: str, loss: Tensor, slope: Tensor | None, reduce: bool, num_args: int
+    ctx: Any,
+    name: str,
+    loss: Tensor,
+    slope: Tensor | None,
+    reduce: bool,
+    num_args: int,
+    scale: float = 1.0,
 ) -> Tensor:
+    """Save the derivative; return the loss (times ``scale``), summed with ``reduce``."""
     ctx.name = name
     ctx.num_args = num_args
     ctx.rows = False
+    ctx.scale = scale
     ctx.save_for_backward(slope)
-    return loss.sum() if reduce else loss
+    if reduce:
+        total = loss.sum()
+        return total if scale == 1.0 else total.mul_(scale)
+    return loss if scale == 1.0 else loss.mul_(scale)
 
 
 class _SigmoidFocal(_Fused):
@@ -180,7 +193,9 @@ class _SigmoidFocal(_Fused):
     :math:`\gamma c\, u^\gamma pq(1 - 2t) / \max(u, \text{tiny})`
     (:math:`pq / u \le 1`; where :math:`u` underflows, :math:`u^\gamma` is 0 too).
     Both :math:`u` and the BCE derivative are ``lerp``\ s over :math:`t`, exact
-    at 0/1 targets.
+    at 0/1 targets. With scalar scales and :math:`b \ne 0`, :math:`b` is factored
+    out (it multiplies the sum, or the incoming gradient) and the BCE derivative
+    is :math:`b\,(u - \tfrac{a + b}{b}\, t q)`, which saves two passes.
     """
 
     @staticmethod
@@ -194,12 +209,25 @@ class _SigmoidFocal(_Fused):
         reduce: bool,
     ) -> Tensor:
         needs_grad = ctx.needs_input_grad[0]
+        # Scalar scales with b != 0: b is factored out (applied to the sum or to the
+        # incoming gradient) and the BCE derivative is written through u (fewer passes).
+        factored = (
+            gamma != 0.0
+            and not isinstance(pos, Tensor)
+            and not isinstance(neg, Tensor)
+            and neg != 0.0
+        )
+        a = 1.0 if pos is None or isinstance(pos, Tensor) else float(pos)
+        b = 1.0 if neg is None or isinstance(neg, Tensor) else float(neg)
         nx = torch.neg(logits)
         sp = _softplus(nx)
         sn = _softplus(logits)
         q = nx.sigmoid_()
         p = torch.sigmoid(logits)
-        ce = _scale_(sn, neg).lerp_(_scale_(sp, pos), target)
+        if factored:
+            ce = sn.lerp_(sp.mul_(a / b) if a != b else sp, target)  # c / b
+        else:
+            ce = _scale_(sn, neg).lerp_(_scale_(sp, pos), target)
         slope: Tensor | None = None
         if gamma == 0.0:
             if needs_grad:
@@ -207,17 +235,23 @@ class _SigmoidFocal(_Fused):
             return _finish(ctx, "sigmoid_focal_loss", ce, slope, reduce, 5)
         u = torch.lerp(p, q, target, out=sp)
         full, low = _powers(u, gamma)
-        assert full is not None
         if needs_grad:
             du = p * q
+            if factored:  # (b (1 - t) p - a t q) / b = u - (a + b) / b * t q
+                d_ce = torch.addcmul(u, target, q, value=-(a + b) / b, out=p)
+            else:
+                d_ce = _scale_(p, neg).lerp_(_scale_(q, pos, -1.0), target)
             du.addcmul_(du, target, value=-2.0)  # pq (1 - 2t) = du/dx
             if gamma < 1.0:
-                du.mul_(full).div_(u.clamp_min_(_tiny(u)))
+                if full is not None:
+                    du.mul_(full)
+                du.div_(u.clamp_min_(_tiny(u)))
             elif low is not None:
                 du.mul_(low)
-            slope = _scale_(p, neg).lerp_(_scale_(q, pos, -1.0), target)
-            slope.mul_(full).addcmul_(ce, du, value=gamma)
-        return _finish(ctx, "sigmoid_focal_loss", ce.mul_(full), slope, reduce, 5)
+            slope = d_ce if full is None else d_ce.mul_(full)
+            slope.addcmul_(ce, du, value=gamma)
+        loss = ce if full is None else ce.mul_(full)
+        return _finish(ctx, "sigmoid_focal_loss", loss, slope, reduce, 5, b if factored else 1.0)
 
 
 class _Asymmetric(_Fused):
@@ -335,6 +369,7 @@ class _OneHotFocalRows(_Fused):
                     slope.mul_(full)
             slope.scatter_(1, index, d_t)
         ctx.name = "class_balanced_loss (sigmoid/focal)"
+        ctx.scale = 1.0
         ctx.num_args = 2
         ctx.rows = True
         ctx.save_for_backward(slope)
