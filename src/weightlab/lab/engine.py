@@ -593,11 +593,13 @@ def run_stacks(
     With ``workers > 1`` each stack runs in a spawned process limited to one
     intra-op thread (``torch.set_num_threads(1)``), one process per core;
     with ``workers=1`` they run here, one after the other, with this
-    process's threads. Measured on 2 cores (``benchmarks/study.py
-    --workers-check``, ``docs/benchmarks.md``): 12 MLP stacks of 32 trials x
-    30 epochs took 31.7 s in one two-threaded process and 18.8 s in two
-    single-threaded workers (1.7x), start-up included; each worker pays a few
-    seconds of imports, so for a handful of short stacks ``workers=1`` wins.
+    process's threads. Measured on a shared 2-core machine
+    (``benchmarks/study.py --workers-check``, ``docs/benchmarks.md``): 12 MLP
+    stacks of 32 trials x 30 epochs took 31.7 s in one two-threaded process
+    and 18.8 s in two single-threaded workers (1.7x) while a core was free, but
+    24.6 s vs 35.2 s while another job held a core. Each worker also pays ~4 s
+    of imports. Hence the default ``workers=1``; use ``os.cpu_count()`` for
+    many stacks on otherwise idle cores.
 
     Args:
         stacks: ``(data, configs, class_weights)`` triples, as for :func:`train_stack`.
