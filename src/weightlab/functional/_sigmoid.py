@@ -344,10 +344,11 @@ class _OneHotFocalRows(_Fused):
     def forward(ctx: Any, logits: Tensor, index: Tensor, gamma: float) -> Tensor:
         needs_grad = ctx.needs_input_grad[0]
         index = index.unsqueeze(1)
-        x_t = logits.gather(1, index)
-        sp_t = _softplus(x_t.neg())
-        q_t = torch.sigmoid(x_t.neg())
-        p_t = torch.sigmoid(x_t)
+        # (-x_t, x_t) stacked: one softplus and one sigmoid give s^+_t, q_t and p_t
+        sign = torch.tensor([-1.0, 1.0], dtype=logits.dtype, device=logits.device)
+        both = logits.gather(1, index).unsqueeze(0) * sign.view((2,) + (1,) * logits.dim())
+        sp_t = _softplus(both)[0]
+        q_t, p_t = torch.sigmoid(both).unbind(0)
         sn = _softplus(logits)
         p = torch.sigmoid(logits)
         full, _ = _powers(p, gamma)

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from weightlab.errors import UnknownNameError, expected, names
 from weightlab.functional._imbalance import effective_number_weights, prepare_counts
-from weightlab.functional._reduction import LossParts, reduce_loss
+from weightlab.functional._reduction import LossParts, reduce_loss, reduce_total
 from weightlab.functional._sigmoid import one_hot_focal_rows
 from weightlab.functional._softmax import check_class_index_input, softmax_loss
 from weightlab.functional._validation import (
@@ -29,6 +29,8 @@ from weightlab.functional._validation import (
 from weightlab.functional.cross_entropy import (
     class_index_weights,
     compute_dtype,
+    kept_count,
+    prepare_class_targets,
     prepare_sample_weight,
 )
 from weightlab.functional.focal import check_gamma
@@ -183,9 +185,17 @@ def class_balanced_loss(
             normalize=normalize or "count",
             validate_args=validate_args,
         )
-    safe_target, counted, applied = class_index_weights(
-        target, num_classes, ignore_index, weight, dtype, validate_args
+    index_target, all_kept = prepare_class_targets(
+        target, num_classes, ignore_index, validate_args
     )
+    norm: Normalize = normalize or "count"
+    if all_kept:  # no mask to build: every element counts
+        safe_target, applied = index_target, weight[index_target]
+        counted = kept_count(index_target, True, ignore_index, dtype)
+    else:
+        safe_target, counted, applied = class_index_weights(
+            index_target, num_classes, ignore_index, weight, dtype, False
+        )
     samples = prepare_sample_weight(
         sample_weight, input, tuple(target.shape), dtype, validate_args
     )
@@ -194,4 +204,7 @@ def class_balanced_loss(
     gamma_used = float(gamma) if loss_type == "focal" else 0.0
     rows = one_hot_focal_rows(input.to(dtype), safe_target, gamma_used)
     loss = rows * applied
-    return reduce_loss(loss, applied, counted, reduction, normalize or "count", input.dtype)
+    if all_kept and reduction != "none":
+        denominator = applied.sum() if norm == "weight" else counted
+        return reduce_total(loss.sum(), denominator, reduction, input.dtype)
+    return reduce_loss(loss, applied, counted, reduction, norm, input.dtype)
