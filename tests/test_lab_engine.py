@@ -10,7 +10,13 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from weightlab.errors import InvalidValueError, InvalidWeightError, ShapeMismatchError
 from weightlab.lab.data import load_data
-from weightlab.lab.engine import run_stacks, stacked_val_metric, train_single, train_stack
+from weightlab.lab.engine import (
+    run_stacks,
+    stacked_val_metric,
+    train_single,
+    train_stack,
+    weighted_cross_entropy,
+)
 from weightlab.lab.optim import OPTIMIZERS, make_optimizer
 from weightlab.lab.trial import TrialConfig
 
@@ -249,3 +255,24 @@ def test_run_stacks_in_worker_processes(digits):
     assert sorted(seen) == [0, 1]
     for (data, configs, weights), results in zip(stacks, out, strict=True):
         _assert_same(results[0], train_single(data, configs[0], weights[0]))
+
+
+def _smoothed_ce(logits, target, class_weight):
+    return F.cross_entropy(
+        logits, target, weight=class_weight, reduction="none", label_smoothing=0.1
+    )
+
+
+def test_one_loss_per_slice(digits):
+    configs = _configs("mlp", "adam")
+    weights = _weights(digits, configs)
+    losses = [weighted_cross_entropy, _smoothed_ce, weighted_cross_entropy]
+    results = train_stack(digits, configs, weights, loss_fn=losses)
+    for k in range(3):
+        _assert_same(results[k], train_single(digits, configs[k], weights[k], loss_fn=losses[k]))
+    with pytest.raises(InvalidValueError) as err:
+        train_stack(digits, configs, weights, loss_fn=losses[:2])
+    assert str(err.value) == (
+        "Expected `loss_fn` to be one loss function or a sequence of 3 (one per config), but "
+        "got a sequence of 2. Pass one callable per config."
+    )

@@ -284,7 +284,7 @@ def train_stack(
     configs: Sequence[TrialConfig],
     class_weights: Sequence[npt.ArrayLike] | npt.ArrayLike | torch.Tensor,
     *,
-    loss_fn: LossFn = weighted_cross_entropy,
+    loss_fn: LossFn | Sequence[LossFn] = weighted_cross_entropy,
     val_metric: str = "balanced_accuracy",
     checkpoint: Checkpoint = "best",
     progress: ProgressFn | None = None,
@@ -296,9 +296,11 @@ def train_stack(
             engine lays it out for ``configs[0].arch``.
         configs: K configurations sharing one ``stack_key``.
         class_weights: one class-weight vector (C,) per config, shape (K, C).
-        loss_fn: per-sample weighted loss (see :data:`LossFn`); applied to all
-            slices at once with ``torch.func.vmap``, or slice by slice when the
-            function cannot be vmapped.
+        loss_fn: per-sample weighted loss (see :data:`LossFn`), or one per
+            config (slices sharing a function are computed together); applied
+            to its slices at once with ``torch.func.vmap``, or slice by slice
+            when the function cannot be vmapped (e.g. it validates with
+            ``.item()``; pass ``validate_args=False`` to weightlab losses).
         val_metric: ``"balanced_accuracy"`` or ``"macro_f1"``, tracked per epoch.
         checkpoint: report the ``"best"`` validation epoch or the ``"last"`` one.
         progress: called as ``progress(epoch, epochs)`` after each epoch.
@@ -342,7 +344,7 @@ def train_stack(
     epochs, bs = cfg0.epochs, cfg0.batch_size
     n = len(d.y_train)
     orders = torch.stack([epoch_orders(cfg.seed, epochs, n) for cfg in configs], 1)  # (E, K, N)
-    per_sample = _vectorize(loss_fn, k)
+    per_sample = _per_slice(loss_fn, k)
     alive = torch.ones(k, dtype=torch.bool)
     on_cpu = d.x_train.device.type == "cpu"
     failed_at = torch.zeros(k, dtype=torch.long)
@@ -432,7 +434,36 @@ def _stacked_cross_entropy(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor) ->
     return nll * w.gather(1, y)
 
 
-def _vectorize(loss_fn: LossFn, k: int) -> Callable[..., torch.Tensor]:
+def _per_slice(loss_fn: LossFn | Sequence[LossFn], k: int) -> Callable[..., torch.Tensor]:
+    """One loss for all slices, or one per slice (grouped by function), over the K axis."""
+    if callable(loss_fn):
+        return _vectorize(loss_fn)
+    fns = list(loss_fn)
+    if len(fns) != k or not all(callable(f) for f in fns):
+        raise InvalidValueError(
+            expected(
+                "loss_fn",
+                f"to be one loss function or a sequence of {k} (one per config)",
+                f"a sequence of {len(fns)}",
+                "Pass one callable per config.",
+            )
+        )
+    groups: dict[int, tuple[LossFn, list[int]]] = {}
+    for i, f in enumerate(fns):
+        groups.setdefault(id(f), (f, []))[1].append(i)
+    if len(groups) == 1:
+        return _vectorize(fns[0])
+    parts = [(torch.tensor(idx), _vectorize(f)) for f, idx in groups.values()]
+    inverse = torch.argsort(torch.cat([idx for idx, _ in parts]))
+
+    def apply(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        out = torch.cat([f(z[idx], y[idx], w[idx]) for idx, f in parts])
+        return out[inverse]
+
+    return apply
+
+
+def _vectorize(loss_fn: LossFn) -> Callable[..., torch.Tensor]:
     """``loss_fn`` over a leading slice axis: (K, B, C), (K, B), (K, C) -> (K, B)."""
     if loss_fn is weighted_cross_entropy:
         return _stacked_cross_entropy
@@ -445,7 +476,7 @@ def _vectorize(loss_fn: LossFn, k: int) -> Callable[..., torch.Tensor]:
                 return vmapped(z, y, w)
             except RuntimeError:  # data-dependent control flow: fall back to a loop
                 state["vmap"] = False
-        return torch.stack([loss_fn(z[i], y[i], w[i]) for i in range(k)])
+        return torch.stack([loss_fn(z[i], y[i], w[i]) for i in range(z.shape[0])])
 
     return apply
 
@@ -583,7 +614,7 @@ def run_stacks(
     stacks: Sequence[Stack],
     *,
     workers: int = 1,
-    loss_fn: LossFn = weighted_cross_entropy,
+    loss_fn: LossFn | Sequence[LossFn] = weighted_cross_entropy,
     val_metric: str = "balanced_accuracy",
     checkpoint: Checkpoint = "best",
     on_done: Callable[[int, list[TrialResult]], None] | None = None,
