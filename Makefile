@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/weightlab weights --data digits-lt
+	$(BIN)/weightlab study
 
 test: lint typecheck pytest
 

@@ -26,7 +26,8 @@ def tiny_store_path() -> Path:
     """Path of a SQLite store holding the finished tiny study (24 trials)."""
     path = Path(tempfile.mkdtemp(prefix="weightlab-report-")) / "study.sqlite"
     with SQLiteStore(path) as store:
-        run_study(SPEC, store, command=["weightlab", "study", "--epochs", "1"])
+        # No engine diagnostics here, so the report's own at-initialisation path is exercised.
+        run_study(SPEC, store, command=["weightlab", "study", "--epochs", "1"], diagnostics=False)
     return path
 
 

@@ -85,6 +85,32 @@ def test_stored_diagnostics_are_used(tmp_path):
     assert all(g["source"] == "stored by the engine" for g in mlp)
 
 
+def test_study_records_diagnostics_that_the_report_uses():
+    from weightlab.lab.study import StudySpec, run_study
+
+    spec = StudySpec(
+        archs=["mlp"], optimizers=["adam"], weightings=["none", "balanced", "focal"], seeds=[0],
+        epochs=1, model_params={"mlp": {"hidden": 16, "layers": 1}},
+    )  # fmt: skip
+    store = MemoryStore()
+    run_study(spec, store)
+    results = list(store.results())
+    assert len(results) == 3
+    for r in results:
+        diag = r.extra["diagnostics"]
+        for when in ("init", "final"):
+            shares = np.array(diag[when]["share_weighted"], dtype=float)
+            np.testing.assert_allclose(shares.sum(1), 1.0)
+    balanced = next(r for r in results if r.config.weighting == "balanced")
+    mass = balanced.extra["diagnostics"]["init"]["loss_mass"]
+    assert max(mass) / min(mass) < max(
+        balanced.extra["diagnostics"]["init"]["loss_mass_unweighted"]
+    ) / min(balanced.extra["diagnostics"]["init"]["loss_mass_unweighted"])
+    context = build_context(store, diagnostics=False)
+    assert context["gradients"]
+    assert all(g["source"] == "stored by the engine" for g in context["gradients"])
+
+
 def test_every_string_from_the_data_is_escaped(tmp_path):
     rng = np.random.default_rng(0)
     names = ["common", EVIL, "rare $x$"]

@@ -320,7 +320,7 @@ def diagnose_stack(
     arch: str,
     data: Any,
     class_weights: torch.Tensor | Sequence[npt.ArrayLike],
-    loss_fn: PerSampleLoss | None = None,
+    loss_fn: PerSampleLoss | Sequence[PerSampleLoss | None] | None = None,
     model_params: dict[str, Any] | None = None,
 ) -> list[dict[str, Any] | None]:
     """:func:`record_diagnostics` of every slice of a vectorized stack (for the engine).
@@ -335,7 +335,8 @@ def diagnose_stack(
         arch: the stack's architecture.
         data: the :class:`~weightlab.lab.data.LabData`, laid out for ``arch``.
         class_weights: ``(K, C)`` class weights, one row per slice.
-        loss_fn: the engine's per-sample loss (default weighted cross-entropy).
+        loss_fn: the engine's per-sample loss (default weighted cross-entropy),
+            or one per slice.
         model_params: the stack's ``model_params``.
     """
     from weightlab.lab.models import build_model
@@ -351,7 +352,8 @@ def diagnose_stack(
                 out.append(None)
                 continue
             w = np.asarray(torch.as_tensor(class_weights[k]).detach().cpu(), dtype=np.float64)
-            out.append(record_diagnostics(plain, loss_fn, px, py, w))
+            fn = loss_fn[k] if isinstance(loss_fn, Sequence) else loss_fn
+            out.append(record_diagnostics(plain, fn, px, py, w))
         except (RuntimeError, ValueError):
             out.append(None)
     return out

@@ -10,7 +10,7 @@ import typer
 
 from weightlab.errors import InvalidValueError, WeightlabError, expected
 
-__all__ = ["parse_list", "study_command"]
+__all__ = ["parse_list", "report_path", "study_command"]
 
 DEFAULT_STORE = Path("build/study.sqlite")
 
@@ -90,7 +90,11 @@ def study_command(
     ] = None,
     weightings: Annotated[
         str | None,
-        typer.Option(help="Comma-separated weightings: none, power, or weight scheme names."),
+        typer.Option(
+            help="Comma-separated weightings: none, power, weight schemes (balanced, "
+            "effective_number, ...) or losses (focal, class_balanced, logit_adjusted, "
+            "balanced_softmax, ldam)."
+        ),
     ] = None,
     strengths: Annotated[
         str | None, typer.Option(help="Comma-separated alphas the 'power' weighting sweeps.")
@@ -115,6 +119,13 @@ def study_command(
     ] = None,
     workers: Annotated[int, typer.Option(help="Stacks trained in parallel processes.")] = 1,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    diagnostics: Annotated[
+        bool,
+        typer.Option(help="Record per-class gradient shares at initialisation and at the end."),
+    ] = True,
+    report: Annotated[
+        bool, typer.Option(help="Write the HTML report next to the store (STORE-report.html).")
+    ] = True,
 ) -> None:
     """Train every trial of a study (skipping those the store already holds) and summarize."""
     from weightlab.lab.study import StudySpec
@@ -146,13 +157,25 @@ def study_command(
             spec = StudySpec.from_toml(config, preset=preset, **overrides)
         else:
             spec = StudySpec.preset(preset or "quick", **overrides)
-        _run(spec, store, workers=workers, quiet=quiet)
+        _run(spec, store, workers=workers, quiet=quiet, diagnostics=diagnostics, report=report)
     except WeightlabError as err:
         typer.echo(f"Error: {err}", err=True)
         raise typer.Exit(2) from None
 
 
-def _run(spec: Any, store_path: Path, *, workers: int, quiet: bool) -> None:
+def report_path(store_path: Path) -> Path:
+    """Where a study writes its report: beside the store, ``<store stem>-report.html``.
+
+    Example:
+        >>> report_path(Path("build/study.sqlite")).as_posix()
+        'build/study-report.html'
+    """
+    return store_path.with_name(f"{store_path.stem}-report.html")
+
+
+def _run(
+    spec: Any, store_path: Path, *, workers: int, quiet: bool, diagnostics: bool, report: bool
+) -> None:
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -196,10 +219,22 @@ def _run(spec: Any, store_path: Path, *, workers: int, quiet: bool) -> None:
 
         with bar:
             outcome = run_study(
-                spec, store, progress=on_progress, command=sys.argv, workers=workers
+                spec,
+                store,
+                progress=on_progress,
+                command=sys.argv,
+                workers=workers,
+                diagnostics=diagnostics,
             )
         ids = set(outcome.trial_ids)
         results = [r for r in store.results() if r.config.trial_id in ids]
+        if report:
+            from weightlab.report import write_report
+
+            written = write_report(
+                store, report_path(store_path), metric=spec.metric, diagnostics=diagnostics
+            )
+            console.print(f"Report: {written}", markup=False)
     console.print(
         f"{outcome.ran} trials trained, {outcome.skipped} found in the store, "
         f"{outcome.failed} failed; {outcome.seconds:.1f} s. Store: {store_path}",

@@ -288,6 +288,7 @@ def train_stack(
     val_metric: str = "balanced_accuracy",
     checkpoint: Checkpoint = "best",
     progress: ProgressFn | None = None,
+    diagnostics: bool = False,
 ) -> list[TrialResult]:
     """Train the K trials of one stack as one vectorized model.
 
@@ -304,6 +305,9 @@ def train_stack(
         val_metric: ``"balanced_accuracy"`` or ``"macro_f1"``, tracked per epoch.
         checkpoint: report the ``"best"`` validation epoch or the ``"last"`` one.
         progress: called as ``progress(epoch, epochs)`` after each epoch.
+        diagnostics: record each slice's gradient diagnostics
+            (:func:`weightlab.diagnostics.record_diagnostics`) at initialisation
+            and after training, in ``extra["diagnostics"] = {"init": ..., "final": ...}``.
 
     Returns:
         One :class:`~weightlab.lab.trial.TrialResult` per config, in order.
@@ -339,6 +343,8 @@ def train_stack(
         [cfg.seed for cfg in configs],
         **dict(cfg0.model_params),
     )
+    diagnose = _stack_diagnostics(model, cfg0, d, w, loss_fn, k) if diagnostics else None
+    diag_init = diagnose() if diagnose else [None] * k
     params = list(model.parameters())
     opt = make_optimizer(cfg0.optimizer, params, lr=cfg0.lr)
     epochs, bs = cfg0.epochs, cfg0.batch_size
@@ -399,6 +405,7 @@ def train_stack(
                 p.copy_(b)
         test_logits = model(d.x_test.unsqueeze(0).expand(k, *d.x_test.shape)).numpy()
     t_eval += time.perf_counter() - t1
+    diag_final = diagnose() if diagnose else [None] * k
     losses = torch.stack(loss_curve, 1).tolist()
     vals = torch.stack(val_curve, 1).tolist()
     fails = failed_at.tolist()
@@ -417,10 +424,27 @@ def train_stack(
             test_logits[i],
             data,
             dict(timings),
-            {"stack_size": k, "checkpoint": checkpoint},
+            {"stack_size": k, "checkpoint": checkpoint}
+            | ({"diagnostics": {"init": diag_init[i], "final": diag_final[i]}} if diagnose else {}),
         )
         for i, cfg in enumerate(configs)
     ]
+
+
+def _stack_diagnostics(
+    model: nn.Module,
+    cfg0: TrialConfig,
+    d: LabData,
+    w: torch.Tensor,
+    loss_fn: LossFn | Sequence[LossFn],
+    k: int,
+) -> Callable[[], list[dict[str, Any] | None]]:
+    """A snapshot function: every slice's gradient diagnostics at the model's current state."""
+    from weightlab.diagnostics import diagnose_stack
+
+    fns = list(loss_fn) if isinstance(loss_fn, Sequence) else [loss_fn] * k
+    mp = dict(cfg0.model_params)
+    return lambda: diagnose_stack(model, cfg0.arch, d, w, fns, mp)
 
 
 def _stacked_cross_entropy(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -491,6 +515,7 @@ def train_single(
     val_metric: str = "balanced_accuracy",
     checkpoint: Checkpoint = "best",
     progress: ProgressFn | None = None,
+    diagnostics: bool = False,
 ) -> TrialResult:
     """Train one trial with a plain loop: the reference for :func:`train_stack`.
 
@@ -510,6 +535,8 @@ def train_single(
         val_metric: ``"balanced_accuracy"`` or ``"macro_f1"``.
         checkpoint: ``"best"`` or ``"last"`` epoch for the test logits.
         progress: called as ``progress(epoch, epochs)`` after each epoch.
+        diagnostics: record gradient diagnostics at initialisation and after
+            training, as :func:`train_stack` does.
 
     Raises:
         InvalidValueError, ShapeMismatchError, InvalidWeightError: as :func:`train_stack`.
@@ -531,6 +558,8 @@ def train_single(
         check_arch(config.arch)
         shape = d.arch_shape(config.arch)
         model = build_model(config.arch, shape, c, seed=config.seed, **dict(config.model_params))
+    diagnose = _single_diagnostics(model, d, w, loss_fn) if diagnostics else None
+    diag_init = diagnose() if diagnose else None
     opt = make_optimizer(config.optimizer, model.parameters(), lr=config.lr)
     epochs, bs, n = config.epochs, config.batch_size, len(d.y_train)
     orders = epoch_orders(config.seed, epochs, n)
@@ -584,6 +613,10 @@ def train_single(
         with torch.no_grad():
             logits = model(d.x_test).numpy()
     t_eval += time.perf_counter() - t1
+    extra: dict[str, Any] = {"stack_size": 1, "checkpoint": checkpoint}
+    if diagnose:
+        final = None if failed_epoch else diagnose()
+        extra["diagnostics"] = {"init": diag_init, "final": final}
     timings = {"train": t_train, "eval": t_eval}
     return _finish(
         config,
@@ -593,8 +626,18 @@ def train_single(
         logits,
         data,
         timings,
-        {"stack_size": 1, "checkpoint": checkpoint},
+        extra,
     )
+
+
+def _single_diagnostics(
+    model: nn.Module, d: LabData, w: torch.Tensor, loss_fn: LossFn
+) -> Callable[[], dict[str, Any]]:
+    """A snapshot function: the plain model's gradient diagnostics at its current state."""
+    from weightlab.diagnostics import probe_batch, record_diagnostics
+
+    px, py = probe_batch(d.x_train, d.y_train)
+    return lambda: record_diagnostics(model, loss_fn, px, py, w)
 
 
 #: One stack to train: the data, its K configs and their (K, C) class weights.

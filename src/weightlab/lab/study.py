@@ -20,7 +20,6 @@ proportional to :math:`n_c^{-alpha}` (``alpha=0`` is unweighted,
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import platform
@@ -39,11 +38,13 @@ from weightlab.errors import InvalidValueError, expected, names
 from weightlab.lab.metrics import HIGHER_IS_BETTER, METRIC_NAMES, compute_metrics
 from weightlab.lab.store import ResultStore
 from weightlab.lab.trial import TrialConfig, TrialResult
+from weightlab.lab.weightings import trial_class_weights, trial_loss_fn, weighting_names
 
 __all__ = [
     "OPTIMIZERS",
     "PRESETS",
     "CellSummary",
+    "EngineTrainer",
     "Progress",
     "StudyOutcome",
     "StudySpec",
@@ -75,7 +76,8 @@ class StudySpec:
         data_params: options of the data loader (``imbalance_ratio``, ...).
         archs: architectures (``"mlp"``, ``"cnn"``, ``"gru"``, ``"lstm"``).
         optimizers: optimizers (``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``).
-        weightings: ``"none"``, ``"power"`` or weight scheme names.
+        weightings: ``"none"``, ``"power"``, weight scheme names or literature
+            losses (:func:`weightlab.lab.weightings.weighting_names`).
         strengths: the ``alpha`` values ``"power"`` is swept over.
         seeds: seeds; every configuration is trained once per seed.
         epochs: training epochs of every trial.
@@ -172,8 +174,7 @@ class StudySpec:
         """
         _check_names("archs", self.archs, ARCHS)
         _check_names("optimizers", self.optimizers, OPTIMIZERS)
-        known = ("none", "power", *_scheme_names())
-        _check_names("weightings", self.weightings, known)
+        _check_names("weightings", self.weightings, weighting_names())
         for name in ("archs", "optimizers", "weightings", "seeds", "strengths"):
             values = getattr(self, name)
             if len(set(values)) != len(values):
@@ -276,12 +277,6 @@ class StudySpec:
         return d
 
 
-def _scheme_names() -> list[str]:
-    from weightlab.weights import SCHEMES
-
-    return [n for n in SCHEMES.names() if n not in ("none", "power")]
-
-
 def _check_names(arg: str, values: Sequence[str], valid: Sequence[str]) -> None:
     for v in values:
         if v not in valid:
@@ -324,25 +319,6 @@ def weighting_label(config: TrialConfig) -> str:
     if config.weighting == "power" and config.alpha is not None:
         return f"power(a={config.alpha:g})"
     return config.weighting
-
-
-def trial_class_weights(
-    config: TrialConfig, train_counts: npt.ArrayLike
-) -> npt.NDArray[np.float64]:
-    """Return the class weights of one trial, shape ``(C,)``, normalised to mean 1.
-
-    ``"none"`` gives ones; ``"power"`` gives ``class_weights(counts, "power",
-    alpha=config.alpha)``; any other name is a scheme of
-    :data:`weightlab.weights.SCHEMES` with its default parameters.
-    """
-    from weightlab.weights import class_weights
-
-    counts = np.asarray(train_counts)
-    if config.weighting == "none":
-        return np.ones(counts.shape[0], dtype=np.float64)
-    if config.weighting == "power":
-        return np.asarray(class_weights(counts, "power", alpha=config.alpha), dtype=np.float64)
-    return np.asarray(class_weights(counts, config.weighting), dtype=np.float64)
 
 
 def group_stacks(configs: Iterable[TrialConfig]) -> list[list[TrialConfig]]:
@@ -441,12 +417,38 @@ def versions() -> dict[str, str]:
     }
 
 
-def _engine_train_stack(metric: str) -> TrainStack:
-    """The vectorized engine, tracking ``metric`` per epoch if it can (else balanced accuracy)."""
-    from weightlab.lab.engine import VAL_METRICS, train_stack
+@dataclass(frozen=True)
+class EngineTrainer:
+    """The vectorized engine as a :data:`TrainStack` (picklable, for worker processes).
 
-    val_metric = metric if metric in VAL_METRICS else "balanced_accuracy"
-    return functools.partial(train_stack, val_metric=val_metric)
+    Each trial's loss comes from its weighting (:func:`weightlab.lab.weightings.trial_loss_fn`:
+    cross-entropy with the trial's class weights, or a literature loss).
+
+    Attributes:
+        metric: the study's metric, tracked per epoch if the engine can (else
+            balanced accuracy).
+        diagnostics: record gradient diagnostics at initialisation and at the end.
+    """
+
+    metric: str = "balanced_accuracy"
+    diagnostics: bool = True
+
+    def __call__(
+        self, data: Any, configs: Sequence[TrialConfig], weights: npt.NDArray[np.float64]
+    ) -> list[TrialResult]:
+        """Train one stack with the engine."""
+        from weightlab.lab.engine import VAL_METRICS, train_stack, weighted_cross_entropy
+
+        counts = data.train_counts
+        loss_fns = [trial_loss_fn(c, counts) or weighted_cross_entropy for c in configs]
+        return train_stack(
+            data,
+            configs,
+            weights,
+            loss_fn=loss_fns,
+            val_metric=self.metric if self.metric in VAL_METRICS else "balanced_accuracy",
+            diagnostics=self.diagnostics,
+        )
 
 
 def _train_in_worker(
@@ -471,6 +473,7 @@ def run_study(
     command: Sequence[str] | None = None,
     workers: int = 1,
     train_stack: TrainStack | None = None,
+    diagnostics: bool = True,
 ) -> StudyOutcome:
     """Run every trial of ``spec`` the store does not hold yet, storing each as it finishes.
 
@@ -493,6 +496,8 @@ def run_study(
             :func:`weightlab.lab.engine.train_stack`, tracking ``spec.metric``
             per epoch when it is one of the engine's validation metrics). With
             ``workers > 1`` it must be picklable.
+        diagnostics: with the default engine, record each trial's gradient
+            diagnostics at initialisation and at the end of training.
 
     Returns:
         A :class:`StudyOutcome` with the counts and the ids of the study's trials.
@@ -507,7 +512,7 @@ def run_study(
             expected("workers", "to be an integer >= 1", repr(workers), "Use 1 or more.")
         )
     start = time.perf_counter()
-    train = train_stack or _engine_train_stack(spec.metric)
+    train = train_stack or EngineTrainer(spec.metric, diagnostics)
     data = load_data(spec.data, **spec.data_params)
     configs = spec.trials()
     ids = tuple(c.trial_id for c in configs)
@@ -729,7 +734,11 @@ def _answer(cells: Sequence[CellSummary], metric: str, n_failed: int) -> str:
         name = {c: f"{c.data}:{c.arch}/{c.optimizer}" for c in scored}
     stds = [w.std for c in scored for w in c.ranking if w.n > 1]
     noise = statistics.median(stds) if stds else 0.0
-    noise_txt = f"typical seed-to-seed std {noise:.3f}" if stds else "one seed, so no seed std"
+    noise_txt = (
+        f"against a typical seed-to-seed std of {noise:.3f}"
+        if stds
+        else "(one seed per trial, so no seed-to-seed noise to compare with)"
+    )
     lines = []
     winners: dict[str, list[str]] = {}
     for c in scored:
@@ -770,7 +779,7 @@ def _answer(cells: Sequence[CellSummary], metric: str, n_failed: int) -> str:
             lines.append(
                 f"The best weighting's gain over 'none' ranges from {_fmt(lo[1])} "
                 f"({name[lo[0]]}) to {_fmt(hi[1])} ({name[hi[0]]}), a spread of "
-                f"{spread:.3f} against a {noise_txt}."
+                f"{spread:.3f} {noise_txt}."
             )
         lines.extend(_same_weight_lines(scored, name, noise))
     if n_failed:
@@ -797,11 +806,14 @@ def _same_weight_lines(
             best_w, best_spread, lo, hi = w, b[1] - a[1], a, b
     if best_w is None or lo is None or hi is None:
         return []
-    size = "more than" if best_spread > 2 * noise else "within"
+    if noise > 0:
+        size = "more than" if best_spread > 2 * noise else "within"
+        judged = f" ({size} twice the seed noise)"
+    else:
+        judged = " (with one seed, run more seeds to judge this against noise)"
     return [
         f"The same weight acts differently: '{best_w}' changes the metric by {_fmt(hi[1])} "
-        f"with {name[hi[0]]} but by {_fmt(lo[1])} with {name[lo[0]]} ({size} twice the seed "
-        "noise)."
+        f"with {name[hi[0]]} but by {_fmt(lo[1])} with {name[lo[0]]}{judged}."
     ]
 
 
