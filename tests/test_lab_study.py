@@ -39,9 +39,9 @@ def test_quick_preset_is_default_and_grid_size():
     assert quick == StudySpec(model_params={"gru": {"hidden": 32}})
     assert quick.archs == ("mlp", "cnn", "gru")
     assert quick.optimizers == ("sgd", "adam", "rmsprop")
-    assert quick.strengths == (0.0, 0.5, 1.0)
+    assert quick.strengths == (0.25, 0.5, 1.0)
     # 3 archs x 3 optimizers x (none + balanced + 3 power strengths) x 2 seeds
-    assert quick.num_trials == len(quick.trials()) == 90
+    assert quick.num_trials == len(quick.trials()) == 126
     assert len(group_stacks(quick.trials())) == 9
     full = PRESETS["full"]
     assert full.num_trials == len(full.trials()) > quick.num_trials

@@ -58,7 +58,7 @@ def test_context_numbers_come_from_the_store(ctx):
     with SQLiteStore(tiny_store_path(), create=False) as store:
         n = len(store)
     assert ctx["n_trials"] == n == 24
-    assert ctx["data"]["imbalance"] == "10.000"
+    assert ctx["data"]["imbalance"] == "10"
     assert [g["when"] for g in ctx["gradients"]] == ["at initialisation"] * 2
     methods = {r["method"] for r in ctx["calibration_rows"]}
     assert "none + logit adjustment (tau=1, post hoc)" in methods

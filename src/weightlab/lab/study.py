@@ -92,8 +92,10 @@ class StudySpec:
     data_params: dict[str, Any] = field(default_factory=dict)
     archs: tuple[str, ...] = ("mlp", "cnn", "gru")
     optimizers: tuple[str, ...] = ("sgd", "adam", "rmsprop")
-    weightings: tuple[str, ...] = ("none", "balanced", "power")
-    strengths: tuple[float, ...] = (0.0, 0.5, 1.0)
+    # power(a=1) equals "balanced" and power(a=0) equals "none" once normalised to
+    # mean 1, so the defaults sweep alpha > 0 and add losses instead of duplicates.
+    weightings: tuple[str, ...] = ("none", "power", "focal", "logit_adjusted", "ldam")
+    strengths: tuple[float, ...] = (0.25, 0.5, 1.0)
     seeds: tuple[int, ...] = (0, 1)
     epochs: int = 8
     batch_size: int = 64
@@ -294,8 +296,16 @@ PRESETS_RAW: dict[str, dict[str, Any]] = {
         "data_params": {"imbalance_ratio": 50.0},
         "archs": ("mlp", "cnn", "gru", "lstm"),
         "optimizers": ("sgd", "adam", "adamw", "rmsprop"),
-        "weightings": ("none", "balanced", "sqrt_inverse", "effective_number", "power"),
-        "strengths": (0.0, 0.25, 0.5, 0.75, 1.0, 1.5),
+        "weightings": (
+            "none",
+            "power",
+            "effective_number",
+            "focal",
+            "class_balanced",
+            "logit_adjusted",
+            "ldam",
+        ),
+        "strengths": (0.25, 0.5, 0.75, 1.0, 1.5),
         "seeds": (0, 1, 2, 3, 4),
         "epochs": 30,
     },

@@ -21,6 +21,7 @@ import json
 import math
 import statistics
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -222,7 +223,7 @@ def build_context(
     ctx["data"] = {
         "name": data_meta.get("name") or spec.get("data", ""),
         "classes": len(class_names),
-        "imbalance": _fmt(max(counts) / min(counts)) if counts and min(counts) > 0 else "–",
+        "imbalance": f"{max(counts) / min(counts):.3g}" if counts and min(counts) > 0 else "–",
         "n_train": data_meta.get("n_train", "–"),
         "n_val": data_meta.get("n_val", "–"),
         "n_test": data_meta.get("n_test", "–"),
@@ -256,6 +257,10 @@ def build_context(
 
     # -- the core figure: metric and tail recall against alpha
     power = [r for r in done if r.config.weighting == "power" and r.config.alpha is not None]
+    if power and not any(r.config.alpha == 0 for r in power):
+        # "none" is power(a=0): every weight 1. Draw it as the curves' alpha = 0 point.
+        power += [replace(r, config=replace(r.config, alpha=0.0)) for r in done
+                  if r.config.weighting == "none"]  # fmt: skip
     if power:
         shown = [metric, "tail_recall"] if metric != "tail_recall" else [metric]
         curves_a: dict[tuple[str, str, str], Any] = {}
