@@ -18,9 +18,10 @@ def _public(module_name):
             yield f"{module_name}.{name}", obj
 
 
-@pytest.mark.parametrize(
-    ("name", "obj"), [p for m in LIBRARY for p in _public(m)], ids=lambda v: str(v)[:60]
-)
+PUBLIC = [p for m in LIBRARY for p in _public(m)]
+
+
+@pytest.mark.parametrize(("name", "obj"), PUBLIC, ids=[name for name, _ in PUBLIC])
 def test_public_docstring_has_an_example_the_doctests_run(name, obj):
     doc = inspect.getdoc(obj) or ""
     assert "Example" in doc and ">>>" in doc, f"{name} has no `Example:` with a doctest"

@@ -58,8 +58,10 @@ def to_weight_tensor(
         weight = value.detach().to(torch.float32).clone()
     else:
         weight = torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=torch.float32)
-    expected_len = num_classes if num_classes is not None else (
-        len(names_in_order) if names_in_order is not None else None
+    expected_len = (
+        num_classes
+        if num_classes is not None
+        else (len(names_in_order) if names_in_order is not None else None)
     )
     if weight.dim() == 1 and expected_len is not None and weight.shape[0] != expected_len:
         raise InvalidWeightError(

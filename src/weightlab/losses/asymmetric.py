@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from weightlab.functional import LossParts, asymmetric_loss
 from weightlab.functional._validation import (
     Normalize,
     Reduction,
     WeightLike,
-    check_normalize,
-    check_reduction,
 )
 from weightlab.functional.asymmetric import check_asymmetric_args
+from weightlab.losses._base import WeightedLoss
 from weightlab.losses._registry import LOSSES
-from weightlab.losses._weights import to_weight_tensor
 
 __all__ = ["AsymmetricLoss"]
 
 
 @LOSSES.register("asymmetric")
-class AsymmetricLoss(nn.Module):
+class AsymmetricLoss(WeightedLoss):
     """Asymmetric multi-label loss; ``forward`` is ``functional.asymmetric_loss``.
 
     Args:
@@ -41,6 +39,8 @@ class AsymmetricLoss(nn.Module):
 
     class_weight: Tensor | None
 
+    repr_fields = ("gamma_neg", "gamma_pos", "clip")
+
     def __init__(
         self,
         class_weight: WeightLike | None = None,
@@ -52,20 +52,12 @@ class AsymmetricLoss(nn.Module):
         normalize: Normalize | None = None,
         validate_args: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=reduction, normalize=normalize, validate_args=validate_args)
         check_asymmetric_args(gamma_neg, gamma_pos, clip)
-        check_reduction(reduction)
-        check_normalize(normalize)
-        self.register_buffer(
-            "class_weight",
-            None if class_weight is None else to_weight_tensor(class_weight, name="class_weight"),
-        )
+        self.register_weight("class_weight", class_weight)
         self.gamma_neg = float(gamma_neg)
         self.gamma_pos = float(gamma_pos)
         self.clip = float(clip)
-        self.reduction: Reduction = reduction
-        self.normalize: Normalize | None = normalize
-        self.validate_args = validate_args
 
     def forward(
         self, input: Tensor, target: Tensor, sample_weight: WeightLike | None = None
@@ -82,11 +74,4 @@ class AsymmetricLoss(nn.Module):
             reduction=self.reduction,
             normalize=self.normalize,
             validate_args=self.validate_args,
-        )
-
-    def extra_repr(self) -> str:
-        """Show the settings in ``repr(module)``."""
-        return (
-            f"gamma_neg={self.gamma_neg}, gamma_pos={self.gamma_pos}, clip={self.clip}, "
-            f"reduction={self.reduction!r}, normalize={self.normalize!r}"
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from weightlab.functional import LossParts, class_balanced_loss
 from weightlab.functional._imbalance import prepare_counts
@@ -10,18 +10,17 @@ from weightlab.functional._validation import (
     Normalize,
     Reduction,
     WeightLike,
-    check_normalize,
-    check_reduction,
 )
 from weightlab.functional.class_balanced import LossType, check_beta, check_loss_type
 from weightlab.functional.focal import check_gamma
+from weightlab.losses._base import WeightedLoss
 from weightlab.losses._registry import LOSSES
 
 __all__ = ["ClassBalancedLoss"]
 
 
 @LOSSES.register("class_balanced")
-class ClassBalancedLoss(nn.Module):
+class ClassBalancedLoss(WeightedLoss):
     """Class-balanced loss; ``forward`` is :func:`weightlab.functional.class_balanced_loss`.
 
     Args:
@@ -43,6 +42,8 @@ class ClassBalancedLoss(nn.Module):
 
     counts: Tensor
 
+    repr_fields = ("beta", "loss_type", "gamma", "ignore_index")
+
     def __init__(
         self,
         counts: WeightLike | None,
@@ -55,20 +56,15 @@ class ClassBalancedLoss(nn.Module):
         normalize: Normalize | None = None,
         validate_args: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=reduction, normalize=normalize, validate_args=validate_args)
         check_beta(beta)
         check_loss_type(loss_type)
         check_gamma(gamma)
-        check_reduction(reduction)
-        check_normalize(normalize)
         self.register_buffer("counts", prepare_counts(counts, None).float())
         self.beta = float(beta)
         self.loss_type: LossType = loss_type
         self.gamma = float(gamma)
         self.ignore_index = ignore_index
-        self.reduction: Reduction = reduction
-        self.normalize: Normalize | None = normalize
-        self.validate_args = validate_args
 
     def forward(
         self, input: Tensor, target: Tensor, sample_weight: WeightLike | None = None
@@ -86,11 +82,4 @@ class ClassBalancedLoss(nn.Module):
             reduction=self.reduction,
             normalize=self.normalize,
             validate_args=self.validate_args,
-        )
-
-    def extra_repr(self) -> str:
-        """Show the settings in ``repr(module)``."""
-        return (
-            f"beta={self.beta}, loss_type={self.loss_type!r}, gamma={self.gamma}, "
-            f"reduction={self.reduction!r}, normalize={self.normalize!r}"
         )

@@ -5,25 +5,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from weightlab.functional import LossParts, binary_cross_entropy, cross_entropy
 from weightlab.functional._validation import (
     Normalize,
     Reduction,
     WeightLike,
-    check_normalize,
     check_probability_range,
-    check_reduction,
 )
+from weightlab.losses._base import WeightedLoss
 from weightlab.losses._registry import LOSSES
-from weightlab.losses._weights import ClassWeightLike, HasClasses, to_weight_tensor
+from weightlab.losses._weights import ClassWeightLike, HasClasses
 
 __all__ = ["BCEWithLogitsLoss", "BinaryCrossEntropyLoss", "CrossEntropyLoss"]
 
 
 @LOSSES.register("cross_entropy")
-class CrossEntropyLoss(nn.Module):
+class CrossEntropyLoss(WeightedLoss):
     """Softmax cross-entropy; ``forward`` is :func:`weightlab.functional.cross_entropy`.
 
     A drop-in for ``nn.CrossEntropyLoss(weight=w)``: ``CrossEntropyLoss(class_weight=w)``
@@ -45,6 +44,7 @@ class CrossEntropyLoss(nn.Module):
 
     Example:
         >>> import torch
+        >>> from torch import nn
         >>> loss = CrossEntropyLoss(class_weight={"rare": 4.0}, classes=["common", "rare"])
         >>> loss.class_weight
         tensor([1., 4.])
@@ -55,6 +55,8 @@ class CrossEntropyLoss(nn.Module):
     """
 
     class_weight: Tensor | None
+
+    repr_fields = ("ignore_index", "label_smoothing")
 
     def __init__(
         self,
@@ -68,19 +70,11 @@ class CrossEntropyLoss(nn.Module):
         normalize: Normalize | None = None,
         validate_args: bool = True,
     ) -> None:
-        super().__init__()
-        check_reduction(reduction)
-        check_normalize(normalize)
+        super().__init__(reduction=reduction, normalize=normalize, validate_args=validate_args)
         check_probability_range("label_smoothing", label_smoothing)
-        weight = None if class_weight is None else to_weight_tensor(
-            class_weight, name="class_weight", num_classes=num_classes, classes=classes
-        )
-        self.register_buffer("class_weight", weight)
+        self.register_weight("class_weight", class_weight, num_classes=num_classes, classes=classes)
         self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
-        self.reduction: Reduction = reduction
-        self.normalize: Normalize | None = normalize
-        self.validate_args = validate_args
 
     def forward(
         self, input: Tensor, target: Tensor, sample_weight: WeightLike | None = None
@@ -98,16 +92,9 @@ class CrossEntropyLoss(nn.Module):
             validate_args=self.validate_args,
         )
 
-    def extra_repr(self) -> str:
-        """Show the settings in ``repr(module)``."""
-        return (
-            f"reduction={self.reduction!r}, normalize={self.normalize!r}, "
-            f"ignore_index={self.ignore_index}, label_smoothing={self.label_smoothing}"
-        )
-
 
 @LOSSES.register("binary_cross_entropy")
-class BinaryCrossEntropyLoss(nn.Module):
+class BinaryCrossEntropyLoss(WeightedLoss):
     """Sigmoid (multi-label) cross-entropy on logits; see ``functional.binary_cross_entropy``.
 
     A drop-in for ``nn.BCEWithLogitsLoss(pos_weight=p)`` (also exported under
@@ -123,6 +110,7 @@ class BinaryCrossEntropyLoss(nn.Module):
 
     Example:
         >>> import torch
+        >>> from torch import nn
         >>> x, t = torch.tensor([[2.0, -1.0]]), torch.tensor([[1.0, 0.0]])
         >>> ours = BinaryCrossEntropyLoss(pos_weight=[3.0, 1.0])(x, t)
         >>> torch.allclose(ours, nn.BCEWithLogitsLoss(pos_weight=torch.tensor([3.0, 1.0]))(x, t))
@@ -141,20 +129,9 @@ class BinaryCrossEntropyLoss(nn.Module):
         normalize: Normalize | None = None,
         validate_args: bool = True,
     ) -> None:
-        super().__init__()
-        check_reduction(reduction)
-        check_normalize(normalize)
-        self.register_buffer(
-            "class_weight",
-            None if class_weight is None else to_weight_tensor(class_weight, name="class_weight"),
-        )
-        self.register_buffer(
-            "pos_weight",
-            None if pos_weight is None else to_weight_tensor(pos_weight, name="pos_weight"),
-        )
-        self.reduction: Reduction = reduction
-        self.normalize: Normalize | None = normalize
-        self.validate_args = validate_args
+        super().__init__(reduction=reduction, normalize=normalize, validate_args=validate_args)
+        self.register_weight("class_weight", class_weight)
+        self.register_weight("pos_weight", pos_weight)
 
     def forward(
         self, input: Tensor, target: Tensor, sample_weight: WeightLike | None = None
@@ -171,10 +148,6 @@ class BinaryCrossEntropyLoss(nn.Module):
             normalize=self.normalize,
             validate_args=self.validate_args,
         )
-
-    def extra_repr(self) -> str:
-        """Show the settings in ``repr(module)``."""
-        return f"reduction={self.reduction!r}, normalize={self.normalize!r}"
 
 
 #: PyTorch's name for the same loss, for drop-in replacement.

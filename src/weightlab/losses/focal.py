@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from weightlab.functional import LossParts, focal_loss, sigmoid_focal_loss
 from weightlab.functional._validation import (
     Normalize,
     Reduction,
     WeightLike,
-    check_normalize,
-    check_reduction,
 )
 from weightlab.functional.focal import check_alpha, check_gamma
+from weightlab.losses._base import WeightedLoss
 from weightlab.losses._registry import LOSSES
-from weightlab.losses._weights import ClassWeightLike, to_weight_tensor
+from weightlab.losses._weights import ClassWeightLike
 
 __all__ = ["FocalLoss", "SigmoidFocalLoss"]
 
 
 @LOSSES.register("focal")
-class FocalLoss(nn.Module):
+class FocalLoss(WeightedLoss):
     """Softmax focal loss; ``forward`` is :func:`weightlab.functional.focal_loss`.
 
     ``gamma=0`` gives ``CrossEntropyLoss(class_weight=...)`` exactly.
@@ -45,6 +44,8 @@ class FocalLoss(nn.Module):
 
     class_weight: Tensor | None
 
+    repr_fields = ("gamma", "ignore_index")
+
     def __init__(
         self,
         class_weight: ClassWeightLike | None = None,
@@ -56,21 +57,11 @@ class FocalLoss(nn.Module):
         normalize: Normalize | None = None,
         validate_args: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=reduction, normalize=normalize, validate_args=validate_args)
         check_gamma(gamma)
-        check_reduction(reduction)
-        check_normalize(normalize)
-        self.register_buffer(
-            "class_weight",
-            None
-            if class_weight is None
-            else to_weight_tensor(class_weight, name="class_weight", num_classes=num_classes),
-        )
+        self.register_weight("class_weight", class_weight, num_classes=num_classes)
         self.gamma = float(gamma)
         self.ignore_index = ignore_index
-        self.reduction: Reduction = reduction
-        self.normalize: Normalize | None = normalize
-        self.validate_args = validate_args
 
     def forward(
         self, input: Tensor, target: Tensor, sample_weight: WeightLike | None = None
@@ -88,16 +79,9 @@ class FocalLoss(nn.Module):
             validate_args=self.validate_args,
         )
 
-    def extra_repr(self) -> str:
-        """Show the settings in ``repr(module)``."""
-        return (
-            f"gamma={self.gamma}, reduction={self.reduction!r}, normalize={self.normalize!r}, "
-            f"ignore_index={self.ignore_index}"
-        )
-
 
 @LOSSES.register("sigmoid_focal")
-class SigmoidFocalLoss(nn.Module):
+class SigmoidFocalLoss(WeightedLoss):
     """Sigmoid (binary / multi-label) focal loss; see ``functional.sigmoid_focal_loss``.
 
     ``SigmoidFocalLoss(alpha=0.25, gamma=2, reduction="none")`` computes what
@@ -120,6 +104,8 @@ class SigmoidFocalLoss(nn.Module):
 
     class_weight: Tensor | None
 
+    repr_fields = ("gamma", "alpha")
+
     def __init__(
         self,
         class_weight: WeightLike | None = None,
@@ -130,20 +116,12 @@ class SigmoidFocalLoss(nn.Module):
         normalize: Normalize | None = None,
         validate_args: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=reduction, normalize=normalize, validate_args=validate_args)
         check_gamma(gamma)
         check_alpha(alpha)
-        check_reduction(reduction)
-        check_normalize(normalize)
-        self.register_buffer(
-            "class_weight",
-            None if class_weight is None else to_weight_tensor(class_weight, name="class_weight"),
-        )
+        self.register_weight("class_weight", class_weight)
         self.gamma = float(gamma)
         self.alpha = None if alpha is None else float(alpha)
-        self.reduction: Reduction = reduction
-        self.normalize: Normalize | None = normalize
-        self.validate_args = validate_args
 
     def forward(
         self, input: Tensor, target: Tensor, sample_weight: WeightLike | None = None
@@ -159,11 +137,4 @@ class SigmoidFocalLoss(nn.Module):
             reduction=self.reduction,
             normalize=self.normalize,
             validate_args=self.validate_args,
-        )
-
-    def extra_repr(self) -> str:
-        """Show the settings in ``repr(module)``."""
-        return (
-            f"gamma={self.gamma}, alpha={self.alpha}, reduction={self.reduction!r}, "
-            f"normalize={self.normalize!r}"
         )

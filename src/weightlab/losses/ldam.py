@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from weightlab.functional import LossParts, ldam_loss
 from weightlab.functional._imbalance import prepare_counts
@@ -10,18 +10,17 @@ from weightlab.functional._validation import (
     Normalize,
     Reduction,
     WeightLike,
-    check_normalize,
-    check_reduction,
 )
 from weightlab.functional.ldam import check_ldam_args
+from weightlab.losses._base import WeightedLoss
 from weightlab.losses._registry import LOSSES
-from weightlab.losses._weights import ClassWeightLike, to_weight_tensor
+from weightlab.losses._weights import ClassWeightLike
 
 __all__ = ["LDAMLoss"]
 
 
 @LOSSES.register("ldam")
-class LDAMLoss(nn.Module):
+class LDAMLoss(WeightedLoss):
     """LDAM loss; ``forward`` is :func:`weightlab.functional.ldam_loss`.
 
     ``counts`` and ``class_weight`` are buffers. For deferred re-weighting,
@@ -48,6 +47,8 @@ class LDAMLoss(nn.Module):
     counts: Tensor
     class_weight: Tensor | None
 
+    repr_fields = ("max_m", "s", "ignore_index")
+
     def __init__(
         self,
         counts: WeightLike | None,
@@ -60,24 +61,14 @@ class LDAMLoss(nn.Module):
         normalize: Normalize | None = None,
         validate_args: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=reduction, normalize=normalize, validate_args=validate_args)
         check_ldam_args(max_m, s)
-        check_reduction(reduction)
-        check_normalize(normalize)
         n = prepare_counts(counts, None).float()
         self.register_buffer("counts", n)
-        self.register_buffer(
-            "class_weight",
-            None
-            if class_weight is None
-            else to_weight_tensor(class_weight, name="class_weight", num_classes=n.numel()),
-        )
+        self.register_weight("class_weight", class_weight, num_classes=n.numel())
         self.max_m = float(max_m)
         self.s = float(s)
         self.ignore_index = ignore_index
-        self.reduction: Reduction = reduction
-        self.normalize: Normalize | None = normalize
-        self.validate_args = validate_args
 
     def forward(
         self, input: Tensor, target: Tensor, sample_weight: WeightLike | None = None
@@ -95,11 +86,4 @@ class LDAMLoss(nn.Module):
             reduction=self.reduction,
             normalize=self.normalize,
             validate_args=self.validate_args,
-        )
-
-    def extra_repr(self) -> str:
-        """Show the settings in ``repr(module)``."""
-        return (
-            f"max_m={self.max_m}, s={self.s}, reduction={self.reduction!r}, "
-            f"normalize={self.normalize!r}, ignore_index={self.ignore_index}"
         )

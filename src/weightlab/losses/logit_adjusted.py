@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from weightlab.functional import LossParts, balanced_softmax_loss, logit_adjusted_loss
 from weightlab.functional._imbalance import prepare_counts, prepare_prior
@@ -10,24 +10,17 @@ from weightlab.functional._validation import (
     Normalize,
     Reduction,
     WeightLike,
-    check_normalize,
-    check_reduction,
 )
 from weightlab.functional.logit_adjusted import check_tau
+from weightlab.losses._base import WeightedLoss
 from weightlab.losses._registry import LOSSES
-from weightlab.losses._weights import ClassWeightLike, to_weight_tensor
+from weightlab.losses._weights import ClassWeightLike
 
 __all__ = ["BalancedSoftmaxLoss", "LogitAdjustedLoss"]
 
 
-def _optional_weight(value: ClassWeightLike | None, num_classes: int) -> Tensor | None:
-    if value is None:
-        return None
-    return to_weight_tensor(value, name="class_weight", num_classes=num_classes)
-
-
 @LOSSES.register("logit_adjusted")
-class LogitAdjustedLoss(nn.Module):
+class LogitAdjustedLoss(WeightedLoss):
     """Logit-adjusted cross-entropy; ``forward`` is ``functional.logit_adjusted_loss``.
 
     The prior (from ``counts`` or ``prior``, checked here once) is the buffer ``prior``.
@@ -54,6 +47,8 @@ class LogitAdjustedLoss(nn.Module):
     prior: Tensor
     class_weight: Tensor | None
 
+    repr_fields = ("tau", "ignore_index")
+
     def __init__(
         self,
         counts: WeightLike | None = None,
@@ -66,18 +61,13 @@ class LogitAdjustedLoss(nn.Module):
         normalize: Normalize | None = None,
         validate_args: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(reduction=reduction, normalize=normalize, validate_args=validate_args)
         check_tau(tau)
-        check_reduction(reduction)
-        check_normalize(normalize)
         pi = prepare_prior(counts, prior, None).float()
         self.register_buffer("prior", pi)
-        self.register_buffer("class_weight", _optional_weight(class_weight, pi.numel()))
+        self.register_weight("class_weight", class_weight, num_classes=pi.numel())
         self.tau = float(tau)
         self.ignore_index = ignore_index
-        self.reduction: Reduction = reduction
-        self.normalize: Normalize | None = normalize
-        self.validate_args = validate_args
 
     def forward(
         self, input: Tensor, target: Tensor, sample_weight: WeightLike | None = None
@@ -96,16 +86,9 @@ class LogitAdjustedLoss(nn.Module):
             validate_args=self.validate_args,
         )
 
-    def extra_repr(self) -> str:
-        """Show the settings in ``repr(module)``."""
-        return (
-            f"tau={self.tau}, reduction={self.reduction!r}, normalize={self.normalize!r}, "
-            f"ignore_index={self.ignore_index}"
-        )
-
 
 @LOSSES.register("balanced_softmax")
-class BalancedSoftmaxLoss(nn.Module):
+class BalancedSoftmaxLoss(WeightedLoss):
     """Balanced softmax cross-entropy; ``forward`` is ``functional.balanced_softmax_loss``.
 
     Args:
@@ -126,6 +109,8 @@ class BalancedSoftmaxLoss(nn.Module):
     counts: Tensor
     class_weight: Tensor | None
 
+    repr_fields = ("ignore_index",)
+
     def __init__(
         self,
         counts: WeightLike | None,
@@ -136,16 +121,11 @@ class BalancedSoftmaxLoss(nn.Module):
         normalize: Normalize | None = None,
         validate_args: bool = True,
     ) -> None:
-        super().__init__()
-        check_reduction(reduction)
-        check_normalize(normalize)
+        super().__init__(reduction=reduction, normalize=normalize, validate_args=validate_args)
         n = prepare_counts(counts, None).float()
         self.register_buffer("counts", n)
-        self.register_buffer("class_weight", _optional_weight(class_weight, n.numel()))
+        self.register_weight("class_weight", class_weight, num_classes=n.numel())
         self.ignore_index = ignore_index
-        self.reduction: Reduction = reduction
-        self.normalize: Normalize | None = normalize
-        self.validate_args = validate_args
 
     def forward(
         self, input: Tensor, target: Tensor, sample_weight: WeightLike | None = None
@@ -161,11 +141,4 @@ class BalancedSoftmaxLoss(nn.Module):
             reduction=self.reduction,
             normalize=self.normalize,
             validate_args=self.validate_args,
-        )
-
-    def extra_repr(self) -> str:
-        """Show the settings in ``repr(module)``."""
-        return (
-            f"reduction={self.reduction!r}, normalize={self.normalize!r}, "
-            f"ignore_index={self.ignore_index}"
         )
