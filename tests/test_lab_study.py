@@ -63,7 +63,8 @@ def test_trials_expand_power_over_strengths_and_ids_are_unique():
 
 def test_from_toml_example_and_overrides():
     spec = StudySpec.from_toml(EXAMPLE)
-    assert spec.weightings == ("none", "balanced", "effective_number", "power")
+    assert spec.weightings == ("none", "effective_number", "power", "focal", "logit_adjusted")
+    assert spec.strengths == (0.25, 0.5, 1.0)
     assert spec.data_params == {"imbalance_ratio": 20.0}
     assert spec.model_params["mlp"] == {"hidden": 64, "layers": 2}
     assert StudySpec.from_toml(EXAMPLE, epochs=2, seeds=[7]).seeds == (7,)
