@@ -119,7 +119,7 @@ class StudySpec:
 
         Example:
             >>> StudySpec.preset("quick").num_trials
-            90
+            126
         """
         if name not in PRESETS:
             raise InvalidValueError(
