@@ -372,7 +372,7 @@ def train_stack(
             failed_at = torch.where(alive & ~finite, epoch + 1, failed_at)
             alive = alive & finite
             masked = torch.where(alive, mean, 0.0)
-            opt.zero_grad(set_to_none=False)
+            opt.zero_grad(set_to_none=True)  # backward then writes, not adds, the gradients
             masked.sum().backward()
             # Zero the gradients of failed slices. On the CPU reading the mask is
             # free, so skip the work while every slice is alive; elsewhere always

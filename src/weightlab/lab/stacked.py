@@ -93,7 +93,7 @@ class StackedMLP(StackedModel):
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             x = torch.baddbmm(b, x, w)
             if i < last:
-                x = torch.relu(x)
+                x = torch.relu_(x)  # baddbmm does not keep its output for its backward
         return x
 
     def export(self, k: int, model: nn.Module) -> nn.Module:  # noqa: D102
@@ -139,15 +139,20 @@ class StackedCNN(StackedModel):
         # times faster in this layout on the CPU than in NCHW.
         h = h.contiguous(memory_format=torch.channels_last)
         i = 0
-        for kind in self._layout:
+        layout = self._layout
+        for j, kind in enumerate(layout):
             if kind is nn.Conv2d:
                 w = self.conv_w[i]
                 h = F.conv2d(h, w.reshape(-1, *w.shape[2:]), self.conv_b[i].reshape(-1),
                              padding=1, groups=k)  # fmt: skip
                 i += 1
             elif kind is nn.ReLU:
-                h = torch.relu_(h)  # a convolution's output is not kept for its backward
-            else:
+                if j + 1 < len(layout) and layout[j + 1] is nn.MaxPool2d:
+                    # max pooling commutes with ReLU (both monotone), values and
+                    # gradients alike; pooling first leaves a 4x smaller ReLU
+                    h = F.max_pool2d(h, 2)
+                h = torch.relu_(h)  # its input is not kept for a backward
+            elif j == 0 or layout[j - 1] is not nn.ReLU:
                 h = F.max_pool2d(h, 2)
         flat = h.reshape(b, k, -1).transpose(0, 1)  # (K, B, C_out*H'*W')
         return torch.baddbmm(self.head_b, flat, self.head_w)
@@ -202,9 +207,16 @@ class StackedRNN(StackedModel):
         seq = x.transpose(1, 2).reshape(k, t * b, -1)  # time-major per slice
         h = x.new_zeros(0)
         for layer in range(len(self.w_ih)):
+            w_ih, b_ih = self.w_ih[layer], self.b_ih[layer]
             w_hh, b_hh = self.w_hh[layer], self.b_hh[layer]
             hid = w_hh.shape[1]
-            gi = torch.baddbmm(self.b_ih[layer], seq, self.w_ih[layer]).view(k, t, b, -1)
+            if self.cell == "gru":
+                full = layer + 1 < len(self.w_ih)
+                outs, h = _GRULayer.apply(seq, w_ih, b_ih, w_hh, b_hh, t, full)
+                if full:
+                    seq = outs.reshape(k, t * b, hid)
+                continue
+            gi = torch.baddbmm(b_ih, seq, w_ih).view(k, t, b, -1)
             h = x.new_zeros(k, b, hid)
             c = torch.zeros_like(h)
             outs = []
@@ -212,17 +224,10 @@ class StackedRNN(StackedModel):
             # stack/cat, not a zero-filled full-size gradient per piece taken.
             for g in gi.unbind(1):
                 gh = torch.baddbmm(b_hh, h, w_hh)
-                if self.cell == "gru":
-                    g_rz, g_n = g.split([2 * hid, hid], -1)
-                    h_rz, h_n = gh.split([2 * hid, hid], -1)
-                    r, z = torch.sigmoid(g_rz + h_rz).chunk(2, -1)
-                    n = torch.tanh(torch.addcmul(g_n, r, h_n))
-                    h = torch.lerp(n, h, z)  # (1 - z) * n + z * h
-                else:
-                    i_f, gg, o = (g + gh).split([2 * hid, hid, hid], -1)
-                    i, f = torch.sigmoid(i_f).chunk(2, -1)
-                    c = torch.addcmul(f * c, i, torch.tanh(gg))
-                    h = torch.sigmoid(o) * torch.tanh(c)
+                i_f, gg, o = (g + gh).split([2 * hid, hid, hid], -1)
+                i, f = torch.sigmoid(i_f).chunk(2, -1)
+                c = torch.addcmul(f * c, i, torch.tanh(gg))
+                h = torch.sigmoid(o) * torch.tanh(c)
                 outs.append(h)
             seq = torch.stack(outs, 1).view(k, t * b, hid)
         return torch.baddbmm(self.head_b, h, self.head_w)
@@ -239,6 +244,162 @@ class StackedRNN(StackedModel):
             model.head.weight.copy_(self.head_w[k].t())
             model.head.bias.copy_(self.head_b[k, 0])
         return model
+
+
+#: Slices per chunk in :class:`_GRULayer` when torch runs one intra-op thread: a chunk's
+#: per-step gate tensors stay in the L2 cache (with more threads the whole stack is one chunk).
+GRU_CHUNK = 8
+
+
+def _gru_forward(
+    seq: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, t: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run ``kc`` slices over all ``t`` steps.
+
+    ``seq`` (kc, T*B, F+1) and the weights (kc, F+1, 3H), (kc, H+1, 3H) carry
+    the biases as a last row, matched by a column of ones in the inputs and
+    states, so every projection is one ``bmm`` with no bias to broadcast.
+    Returns the states ``s`` (T+1, kc, B, H+1) (``s[i]`` = ``[h_{i-1}, 1]``,
+    ``h_{-1} = 0``) and the saved gates: recurrent projections ``gh`` (T, kc,
+    B, 3H), sigmoid gates ``rz`` (T, kc, B, 2H), tanh gate ``n`` (T, kc, B, H).
+    """
+    kc, tb, _ = seq.shape
+    b, hid = tb // t, w_hh.shape[1] - 1
+    seq_t = seq.view(kc, t, b, -1)
+    # step-major buffers: every step's slice is contiguous, so the batched
+    # matmuls write and read it in place (a strided bmm output falls back to a loop)
+    s = seq.new_ones(t + 1, kc, b, hid + 1)
+    s[0, ..., :hid] = 0.0
+    gh = seq.new_empty(t, kc, b, 3 * hid)
+    rz = seq.new_empty(t, kc, b, 2 * hid)
+    n_all = seq.new_empty(t, kc, b, hid)
+    for i in range(t):
+        ghi, rzi, n = gh[i], rz[i], n_all[i]
+        g = torch.bmm(seq_t[:, i], w_ih)  # this step's input projection, while it is in cache
+        torch.bmm(s[i], w_hh, out=ghi)
+        torch.add(g[..., : 2 * hid], ghi[..., : 2 * hid], out=rzi).sigmoid_()
+        torch.addcmul(g[..., 2 * hid :], rzi[..., :hid], ghi[..., 2 * hid :], out=n).tanh_()
+        # (1 - z) * n + z * h
+        torch.lerp(n, s[i, ..., :hid], rzi[..., hid:], out=s[i + 1, ..., :hid])
+    return s, gh, rz, n_all
+
+
+def _gru_backward(
+    seq: torch.Tensor,
+    w_ih: torch.Tensor,
+    w_hh: torch.Tensor,
+    saved: tuple[torch.Tensor, ...],
+    d_outs: torch.Tensor | None,
+    d_last: torch.Tensor | None,
+    need_seq: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """Gradients of one chunk of slices: (d_seq, d_w_ih, d_w_hh), biases in the last rows."""
+    s, gh, rz, n_all = saved
+    t, kc, b, hid = n_all.shape
+    d_w_hh = gh.new_zeros(w_hh.shape)
+    d_w_ih = gh.new_zeros(w_ih.shape)
+    dh = d_last if d_last is not None else gh.new_zeros(kc, b, hid)
+    w_hh_t = w_hh[:, :hid].transpose(1, 2).contiguous()
+    w_ih_t = w_ih[:, :-1].transpose(1, 2).contiguous() if need_seq else None
+    seq_t = seq.view(kc, t, b, -1)
+    one = gh.new_ones(())
+    d_seq = []
+    for i in reversed(range(t)):
+        if d_outs is not None:
+            dh = dh + d_outs[i]
+        rzi, n = rz[i], n_all[i]
+        r, z = rzi[..., :hid], rzi[..., hid:]
+        dgi = gh.new_empty(kc, b, 3 * hid)  # gradient of the input projection
+        dgh = gh.new_empty(kc, b, 3 * hid)  # gradient of the recurrent projection
+        # out= into the gate columns, never in place on them: an in-place op on
+        # a strided view is many times slower than on a contiguous tensor
+        sd = torch.addcmul(rzi, rzi, rzi, value=-1.0)  # sigmoid derivative of r and z
+        d_n = torch.addcmul(dh, dh, z, value=-1.0)  # dL/dn = dh * (1 - z)
+        d_n.mul_(torch.addcmul(one, n, n, value=-1.0))  # through tanh
+        tmp = torch.sub(s[i, ..., :hid], n)
+        tmp.mul_(dh)  # dL/dz = dh * (h_prev - n)
+        torch.mul(tmp, sd[..., hid:], out=dgi[..., hid : 2 * hid])
+        tmp = torch.mul(d_n, gh[i, ..., 2 * hid :])  # dL/dr
+        torch.mul(tmp, sd[..., :hid], out=dgi[..., :hid])
+        dgi[..., 2 * hid :] = d_n
+        dgh[..., : 2 * hid] = dgi[..., : 2 * hid]
+        torch.mul(d_n, r, out=dgh[..., 2 * hid :])
+        d_w_hh.baddbmm_(s[i].transpose(1, 2), dgh)
+        d_w_ih.baddbmm_(seq_t[:, i].transpose(1, 2), dgi)
+        if w_ih_t is not None:
+            d_seq.append(torch.bmm(dgi, w_ih_t))
+        dh = torch.baddbmm(dh * z, dgh, w_hh_t)
+    d_x = torch.stack(d_seq[::-1], 1).view(kc, t * b, -1) if d_seq else None
+    return d_x, d_w_ih, d_w_hh
+
+
+class _GRULayer(torch.autograd.Function):
+    """One GRU layer of K slices over all ``T`` steps, with a hand-written backward.
+
+    Forward: per chunk of :data:`GRU_CHUNK` slices, the input projections of
+    all steps in one ``bmm``, then per step one ``bmm`` of the state with the
+    recurrent weights and the gate arithmetic of ``torch.nn.GRU`` (same gate
+    order and biases), written into preallocated buffers instead of an
+    autograd graph of ~10 nodes per step. The biases ride in the matmuls as a
+    last weight row against a column of ones (no broadcast copies).
+    Backward: per step the element-wise gate derivatives, the weight (and
+    bias) gradients accumulated with ``baddbmm_`` and one ``baddbmm`` for the
+    state gradient. Chunks of slices keep each step's tensors in the L2 cache.
+    Returns all states ``(K, T, B, H)`` (empty unless ``full``) and the last one.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        seq: torch.Tensor,
+        w_ih: torch.Tensor,
+        b_ih: torch.Tensor,
+        w_hh: torch.Tensor,
+        b_hh: torch.Tensor,
+        t: int,
+        full: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        k, tb, f = seq.shape
+        hid = w_hh.shape[1]
+        seq1 = seq.new_ones(k, tb, f + 1)
+        seq1[..., :f] = seq
+        w_ih1, w_hh1 = torch.cat([w_ih, b_ih], 1), torch.cat([w_hh, b_hh], 1)
+        # one thread: chunks of slices; more: whole-stack ops, which the threads can share
+        size = GRU_CHUNK if torch.get_num_threads() == 1 else k
+        chunks = [(c, min(c + size, k)) for c in range(0, k, size)]
+        saved = [_gru_forward(seq1[c:e], w_ih1[c:e], w_hh1[c:e], t) for c, e in chunks]
+        ctx.chunks, ctx.saved_gates = chunks, saved
+        ctx.save_for_backward(seq1, w_ih1, w_hh1)
+        ctx.set_materialize_grads(False)
+        last = torch.cat([sv[0][t, ..., :hid] for sv in saved])
+        if not full:
+            return last.new_empty(0), last
+        outs = torch.cat([sv[0][1:, ..., :hid] for sv in saved], 1).transpose(0, 1)
+        return outs, last
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any, d_outs: torch.Tensor | None, d_last: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, ...]:
+        seq1, w_ih1, w_hh1 = ctx.saved_tensors
+        need_seq = bool(ctx.needs_input_grad[0])
+        d_steps = d_outs.transpose(0, 1) if d_outs is not None and d_outs.numel() else None
+        parts = [
+            _gru_backward(
+                seq1[c:e],
+                w_ih1[c:e],
+                w_hh1[c:e],
+                saved,
+                d_steps[:, c:e] if d_steps is not None else None,
+                d_last[c:e] if d_last is not None else None,
+                need_seq,
+            )
+            for (c, e), saved in zip(ctx.chunks, ctx.saved_gates, strict=True)
+        ]
+        d_seq = torch.cat([p[0] for p in parts]) if need_seq else None
+        d_w_ih = torch.cat([p[1] for p in parts])
+        d_w_hh = torch.cat([p[2] for p in parts])
+        return d_seq, d_w_ih[:, :-1], d_w_ih[:, -1:], d_w_hh[:, :-1], d_w_hh[:, -1:], None, None
 
 
 def build_stacked(
