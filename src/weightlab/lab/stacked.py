@@ -246,9 +246,10 @@ class StackedRNN(StackedModel):
         return model
 
 
-#: Slices per chunk in :class:`_GRULayer` when torch runs one intra-op thread: a chunk's
-#: per-step gate tensors stay in the L2 cache (with more threads the whole stack is one chunk).
-GRU_CHUNK = 8
+#: Rows (slices x batch) per chunk in :class:`_GRULayer` when torch runs one intra-op
+#: thread: a chunk's per-step gate tensors stay in the L2 cache (8 slices of a batch of
+#: 64; with more threads the whole stack is one chunk, whose ops the threads share).
+GRU_CHUNK_ROWS = 512
 
 
 def _gru_forward(
@@ -336,7 +337,7 @@ def _gru_backward(
 class _GRULayer(torch.autograd.Function):
     """One GRU layer of K slices over all ``T`` steps, with a hand-written backward.
 
-    Forward: per chunk of :data:`GRU_CHUNK` slices, the input projections of
+    Forward: per chunk of slices (:data:`GRU_CHUNK_ROWS`), the input projections of
     all steps in one ``bmm``, then per step one ``bmm`` of the state with the
     recurrent weights and the gate arithmetic of ``torch.nn.GRU`` (same gate
     order and biases), written into preallocated buffers instead of an
@@ -365,7 +366,7 @@ class _GRULayer(torch.autograd.Function):
         seq1[..., :f] = seq
         w_ih1, w_hh1 = torch.cat([w_ih, b_ih], 1), torch.cat([w_hh, b_hh], 1)
         # one thread: chunks of slices; more: whole-stack ops, which the threads can share
-        size = GRU_CHUNK if torch.get_num_threads() == 1 else k
+        size = max(1, GRU_CHUNK_ROWS // (tb // t)) if torch.get_num_threads() == 1 else k
         chunks = [(c, min(c + size, k)) for c in range(0, k, size)]
         saved = [_gru_forward(seq1[c:e], w_ih1[c:e], w_hh1[c:e], t) for c, e in chunks]
         ctx.chunks, ctx.saved_gates = chunks, saved
