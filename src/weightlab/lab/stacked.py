@@ -9,11 +9,14 @@ with its own parameters; the slices never mix:
   K slices' channels sit side by side, ``(B, K*C_in, H, W)``, so group ``k``
   sees only slice ``k``'s channels and weights; pooling is per channel; the
   head is a ``bmm``.
-* **gru**, **lstm** -- the input projections of all ``T`` steps are one
-  ``baddbmm``; then a loop over the ``T`` steps does one ``baddbmm`` of the
-  state ``(K, B, H)`` with the recurrent weights ``(K, H, G*H)`` and the gate
-  arithmetic of ``torch.nn.GRU`` / ``torch.nn.LSTM`` (same gate order, same
-  two bias vectors).
+* **gru**, **lstm** -- a loop over the ``T`` steps does one batched matmul of
+  the state ``(K, B, H)`` with the recurrent weights ``(K, H, G*H)`` and the
+  gate arithmetic of ``torch.nn.GRU`` / ``torch.nn.LSTM`` (same gate order,
+  same two bias vectors). The LSTM runs under autograd (input projections of
+  all steps in one ``baddbmm``); the GRU is one hand-written autograd function
+  per layer (:class:`_GRULayer`): no graph of ~10 nodes per step, biases
+  folded into the matmuls, weight gradients accumulated step by step, and
+  chunks of slices so each step's tensors stay in the L2 cache.
 
 Inputs are ``(K, B, *shape)``: each slice reads its own mini-batch.
 :func:`build_stacked` initialises slice ``k`` by building the plain model with
