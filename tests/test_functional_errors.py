@@ -106,6 +106,20 @@ CASES = [
         "Expected `input` to hold floating-point logits, but got dtype torch.bool.",
     ),
     (
+        "target given as a list",
+        lambda: cross_entropy(X, [0, 1, 2, 1]),
+        InvalidDtypeError,
+        "Expected `target` to be a torch.Tensor, but got list. Convert labels with "
+        "`torch.as_tensor(labels)`.",
+    ),
+    (
+        "BCE target given as a list",
+        lambda: binary_cross_entropy(torch.randn(2), [1.0, 0.0]),
+        InvalidDtypeError,
+        "Expected `target` to be a torch.Tensor, but got list. Convert labels with "
+        "`torch.as_tensor(labels, dtype=torch.float32)`.",
+    ),
+    (
         "input/target shape mismatch",
         lambda: cross_entropy(X, torch.tensor([0, 1])),
         ShapeMismatchError,

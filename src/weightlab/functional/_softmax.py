@@ -38,10 +38,10 @@ from weightlab.functional._validation import (
     Normalize,
     Reduction,
     WeightLike,
-    check_device,
     check_logits,
     check_normalize,
     check_reduction,
+    check_target,
     shape_str,
 )
 from weightlab.functional.cross_entropy import (
@@ -257,16 +257,7 @@ def target_nll(
 def check_class_index_input(input: Tensor, target: Tensor) -> None:
     """Refuse inputs that are not ``(N, C, d...)`` logits with class-index targets."""
     check_logits(input)
-    if not isinstance(target, Tensor):
-        raise InvalidDtypeError(
-            expected(
-                "target",
-                "to be a torch.Tensor",
-                type(target).__name__,
-                "Convert labels with `torch.as_tensor(labels)`.",
-            )
-        )
-    check_device("target", target, input)
+    check_target(target, input, convert="torch.as_tensor(labels)")
     if input.dim() < 2:
         raise ShapeMismatchError(
             expected(

@@ -114,6 +114,23 @@ def check_device(name: str, tensor: Tensor, input: Tensor) -> None:
         )
 
 
+def check_target(target: Tensor, input: Tensor, *, convert: str) -> None:
+    """Refuse a target that is not a tensor or lives on another device than ``input``.
+
+    ``convert`` is the call that makes a tensor of the user's labels, quoted in the fix.
+    """
+    if not isinstance(target, Tensor):
+        raise InvalidDtypeError(
+            expected(
+                "target",
+                "to be a torch.Tensor",
+                type(target).__name__,
+                f"Convert labels with `{convert}`.",
+            )
+        )
+    check_device("target", target, input)
+
+
 def as_weight(name: str, value: WeightLike, input: Tensor, dtype: torch.dtype) -> Tensor:
     """Turn a list, numpy array or tensor of weights into a tensor on ``input``'s device.
 

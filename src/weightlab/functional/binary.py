@@ -14,10 +14,10 @@ from weightlab.functional._validation import (
     Reduction,
     WeightLike,
     as_weight,
-    check_device,
     check_logits,
     check_normalize,
     check_reduction,
+    check_target,
     check_weight_values,
     shape_str,
     values_checked,
@@ -30,16 +30,7 @@ __all__ = ["binary_cross_entropy", "binary_terms", "check_binary_target"]
 def check_binary_target(input: Tensor, target: Tensor) -> None:
     """Refuse binary targets that are not floating or not of the input's shape."""
     check_logits(input)
-    if not isinstance(target, Tensor):
-        raise InvalidDtypeError(
-            expected(
-                "target",
-                "to be a torch.Tensor",
-                type(target).__name__,
-                "Convert labels with `torch.as_tensor(labels, dtype=torch.float32)`.",
-            )
-        )
-    check_device("target", target, input)
+    check_target(target, input, convert="torch.as_tensor(labels, dtype=torch.float32)")
     if input.dim() == 0:
         raise ShapeMismatchError(
             expected(

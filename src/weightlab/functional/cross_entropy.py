@@ -15,12 +15,12 @@ from weightlab.functional._validation import (
     WeightLike,
     as_weight,
     check_class_targets,
-    check_device,
     check_logits,
     check_normalize,
     check_probability_range,
     check_reduction,
     check_sample_weight,
+    check_target,
     check_weight_shape,
     check_weight_values,
     shape_str,
@@ -335,16 +335,7 @@ def _cross_entropy(
     check_normalize(normalize)
     check_probability_range("label_smoothing", label_smoothing)
     check_logits(input)
-    if not isinstance(target, Tensor):
-        raise InvalidDtypeError(
-            expected(
-                "target",
-                "to be a torch.Tensor",
-                type(target).__name__,
-                "Convert labels with `torch.as_tensor(labels)`.",
-            )
-        )
-    check_device("target", target, input)
+    check_target(target, input, convert="torch.as_tensor(labels)")
     if input.dim() == 1:
         unbatched = _cross_entropy(
             input.unsqueeze(0),
