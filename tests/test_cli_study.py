@@ -53,6 +53,12 @@ def test_study_stores_every_trial(study_store: Path) -> None:
         assert s.get_meta("spec")["metric"] == "macro_f1"
         assert isinstance(s.get_meta("command"), list)
         assert s.get_meta("versions")["weightlab"]
+        assert all("init" in r.extra["diagnostics"] for r in s.results())
+
+
+def test_study_writes_its_report_beside_the_store(study_store: Path) -> None:
+    html = (study_store.parent / "s-report.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") and "macro_f1" in html
 
 
 def test_rerun_resumes_and_trains_nothing(study_store: Path) -> None:

@@ -148,6 +148,9 @@ def test_cli_writes_the_report(tmp_path):
     # (the tiny study has no "balanced"; --metric picks the ranking)
     assert res.exit_code == 0, res.output
     assert out.read_text().startswith("<!DOCTYPE html>")
+    res = CliRunner().invoke(app, ["report", str(store), "--no-diagnostics"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "study-report.html").read_text().startswith("<!DOCTYPE html>")
     res = CliRunner().invoke(app, ["report", str(tmp_path / "missing.sqlite")])
     assert res.exit_code == 2
     assert "Expected `STORE` to be an existing study store" in res.output

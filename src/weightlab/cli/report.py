@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from weightlab.cli.study import report_path
 from weightlab.errors import InvalidValueError, WeightlabError, expected
 
 __all__ = ["report_command"]
@@ -17,7 +18,9 @@ def report_command(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="HTML file to write (default: report.html next to the store)."
+            "--output",
+            "-o",
+            help="HTML file to write (default: <store stem>-report.html beside it).",
         ),
     ] = None,
     metric: Annotated[
@@ -46,7 +49,7 @@ def report_command(
                 expected("--metric", f"to be one of {', '.join(map(repr, METRIC_NAMES))}",
                          repr(metric), "Pick one of those.")
             )  # fmt: skip
-        out = write_report(store, output or store.with_name("report.html"), metric=metric,
+        out = write_report(store, output or report_path(store), metric=metric,
                            diagnostics=diagnostics)  # fmt: skip
     except WeightlabError as err:
         typer.echo(f"Error: {err}", err=True)
