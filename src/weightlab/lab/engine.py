@@ -37,7 +37,6 @@ the engine keeps an on-device mask and reads it once at the end.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -57,7 +56,6 @@ from weightlab.lab.stacked import build_stacked
 from weightlab.lab.trial import PER_SLICE_FIELDS, TrialConfig, TrialResult
 
 __all__ = [
-    "SPLIT_ARCHS",
     "VAL_METRICS",
     "LossFn",
     "ProgressFn",
@@ -291,7 +289,6 @@ def train_stack(
     checkpoint: Checkpoint = "best",
     progress: ProgressFn | None = None,
     diagnostics: bool = False,
-    _split_stacks: bool = True,
 ) -> list[TrialResult]:
     """Train the K trials of one stack as one vectorized model.
 
@@ -313,17 +310,10 @@ def train_stack(
             and after training, in ``extra["diagnostics"] = {"init": ...,
             "final": ...}``.
 
-    With ``T = torch.get_num_threads() > 1`` intra-op threads, an arch in
-    :data:`SPLIT_ARCHS`, the default loss, a CPU and no diagnostics, the K slices are trained as
-    ``min(T, K)`` sub-stacks, each in its own Python thread with one intra-op
-    thread (the slices are independent, so each result is what it would be in
-    one stack); ``progress`` then follows the first sub-stack.
-
     Returns:
         One :class:`~weightlab.lab.trial.TrialResult` per config, in order.
         ``timings`` holds the trial's share of the stack's time (``"train"``,
-        ``"eval"``) and the whole stack's (``"stack_train"``, ``"stack_eval"``;
-        with sub-stacks, the longest sub-stack's, as they run side by side).
+        ``"eval"``) and the whole stack's (``"stack_train"``, ``"stack_eval"``).
 
     Raises:
         InvalidValueError: configs from different stacks, a bad name or setting.
@@ -347,25 +337,13 @@ def train_stack(
     k, c = len(configs), data.num_classes
     w = _weights(class_weights, k, c)
     d = data.inputs(cfg0.arch)
-    threads = torch.get_num_threads()
-    if (
-        _split_stacks
-        and cfg0.arch in SPLIT_ARCHS
-        and loss_fn is weighted_cross_entropy  # stateless; a user loss sees one call per step
-        and threads > 1
-        and k > 1
-        and not diagnostics
-        and d.x_train.device.type == "cpu"
-    ):
-        return _train_split(data, configs, w, min(threads, k), val_metric, checkpoint, progress)
-    with _BUILD_LOCK:  # seeded builds use the global RNG: one at a time across threads
-        model = build_stacked(
-            cfg0.arch,
-            d.arch_shape(cfg0.arch),
-            c,
-            [cfg.seed for cfg in configs],
-            **dict(cfg0.model_params),
-        )
+    model = build_stacked(
+        cfg0.arch,
+        d.arch_shape(cfg0.arch),
+        c,
+        [cfg.seed for cfg in configs],
+        **dict(cfg0.model_params),
+    )
     diagnose = _stack_diagnostics(model, cfg0, d, w, loss_fn, k) if diagnostics else None
     diag_init = diagnose() if diagnose else [None] * k
     params = list(model.parameters())
@@ -467,65 +445,6 @@ def train_stack(
         )
         for i, cfg in enumerate(configs)
     ]
-
-
-_BUILD_LOCK = threading.Lock()
-#: Archs whose stacks :func:`train_stack` splits over the intra-op threads. Under
-#: ``OMP_WAIT_POLICY=PASSIVE`` the MLP stack's ~30 short parallel regions per step each
-#: wake the sleeping OpenMP thread, so a second thread made it slower (0.42 s vs 0.37
-#: s, K = 32); two single-threaded sub-stacks side by side run in ~0.22 s instead.
-SPLIT_ARCHS = ("mlp",)
-
-
-def _train_split(
-    data: LabData,
-    configs: Sequence[TrialConfig],
-    w: torch.Tensor,
-    parts: int,
-    val_metric: str,
-    checkpoint: Checkpoint,
-    progress: ProgressFn | None,
-) -> list[TrialResult]:
-    """:func:`train_stack` as ``parts`` sub-stacks in threads, one intra-op thread each."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    k = len(configs)
-    bounds = [round(i * k / parts) for i in range(parts + 1)]
-
-    def part(i: int) -> list[TrialResult]:
-        lo, hi = bounds[i], bounds[i + 1]
-        return train_stack(
-            data,
-            configs[lo:hi],
-            w[lo:hi],
-            val_metric=val_metric,
-            checkpoint=checkpoint,
-            progress=progress if i == 0 else None,
-            _split_stacks=False,
-        )
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # new threads start with this; restored below
-    try:
-        with ThreadPoolExecutor(max_workers=parts) as pool:
-            groups = list(pool.map(part, range(parts)))
-    finally:
-        torch.set_num_threads(threads)
-    stack_train = max(g[0].timings["stack_train"] for g in groups)
-    stack_eval = max(g[0].timings["stack_eval"] for g in groups)
-    timings = {
-        "train": stack_train / k,
-        "eval": stack_eval / k,
-        "stack_train": stack_train,
-        "stack_eval": stack_eval,
-    }
-    out = []
-    for g in groups:
-        for r in g:
-            r.timings = dict(timings)
-            r.extra["stack_size"] = k
-            out.append(r)
-    return out
 
 
 def _stack_diagnostics(
