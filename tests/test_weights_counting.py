@@ -466,3 +466,16 @@ def test_library_import_needs_neither_torch_nor_pandas_nor_sklearn() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_id_like_labels_without_num_classes_are_refused():
+    from weightlab.errors import InvalidValueError
+
+    message = (
+        "Expected `labels` to be class indices below 1,000,000 when num_classes is not given, "
+        "but got 4000000123 (the largest label). These look like ids, not class indices: map "
+        "them to 0..C-1 (e.g. with sklearn's LabelEncoder), or pass num_classes."
+    )
+    with pytest.raises(InvalidValueError, match=re.escape(message)):
+        count_labels(np.array([3, 4_000_000_123]))
+    assert count_labels(np.array([0, 999_999]))[-1] == 1

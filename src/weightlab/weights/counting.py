@@ -33,7 +33,13 @@ from weightlab.errors import (
 )
 from weightlab.weights._arrays import as_numpy, loaded
 
-__all__ = ["AUTO_PROGRESS_DELAY_S", "MultilabelCounts", "count_labels", "count_multilabel"]
+__all__ = [
+    "AUTO_PROGRESS_DELAY_S",
+    "MAX_INFERRED_CLASSES",
+    "MultilabelCounts",
+    "count_labels",
+    "count_multilabel",
+]
 
 IntArray = npt.NDArray[np.int64]
 _Mode = Literal["index", "multilabel"]
@@ -41,6 +47,9 @@ _T = TypeVar("_T")
 
 #: With ``progress=None``, a bar appears once counting a stream has taken this long (seconds).
 AUTO_PROGRESS_DELAY_S = 2.0
+#: Without ``num_classes``, a label this large is refused as an id (``bincount`` would
+#: allocate one counter per value up to it).
+MAX_INFERRED_CLASSES = 1_000_000
 #: Dataset items are gathered in chunks of this many before they are counted.
 _ITEM_CHUNK = 8192
 #: Keys under which a dict batch (``{"input_ids": ..., "labels": ...}``) holds its target.
@@ -285,6 +294,17 @@ class _Counter:
                     f"{largest} (the largest label)",
                     "Pass a larger num_classes, or num_classes=None to count up to the "
                     "largest label.",
+                )
+            )
+        if self.num_classes is None and largest >= MAX_INFERRED_CLASSES:
+            raise InvalidValueError(
+                expected(
+                    "labels",
+                    f"to be class indices below {MAX_INFERRED_CLASSES:,} when num_classes "
+                    "is not given",
+                    f"{largest} (the largest label)",
+                    "These look like ids, not class indices: map them to 0..C-1 (e.g. "
+                    "with sklearn's LabelEncoder), or pass num_classes.",
                 )
             )
         binned = np.bincount(indices, minlength=self.counts.size)
