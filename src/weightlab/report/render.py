@@ -103,10 +103,6 @@ class _DataCache:
         return self._cache[key]
 
 
-def _mean_std(vs: Sequence[float]) -> tuple[float, float]:
-    return statistics.fmean(vs), (statistics.stdev(vs) if len(vs) > 1 else 0.0)
-
-
 def _fmt(v: float | None, signed: bool = False) -> str:
     if v is None or not math.isfinite(v):
         return "–"
