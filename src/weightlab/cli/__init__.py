@@ -55,8 +55,10 @@ def _root(
 ) -> None:
     """Weighted losses for imbalanced classification: weights, studies, reports.
 
-    Start with `weightlab weights` to see what each class-weight scheme gives
-    the classes of a data set (the built-in long-tailed digits by default).
+    `weightlab weights` shows what each class-weight scheme gives the classes
+    of a data set; `weightlab study` trains many small networks under those
+    weightings and writes a summary and an HTML report (`report` rewrites it,
+    `results` prints the summary again).
     """
 
 
