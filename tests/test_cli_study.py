@@ -228,7 +228,10 @@ def test_sigkill_mid_study_then_rerun_loses_nothing(tmp_path: Path) -> None:
     total = StudySpec(**KILL_SPEC).num_trials
     assert 0 < len(before) < total, "killed after the study had finished; make it longer"
     with SQLiteStore(store, create=False) as s:
-        assert s.running_ids(), "the stack being trained should be marked running"
+        # Where the kill landed decides whether a stack was marked running (it
+        # can land between one stack's last put and the next stack's mark);
+        # test_lab_study checks the marking itself. Running rows are never finished.
+        assert not s.running_ids() & s.finished_ids()
 
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr

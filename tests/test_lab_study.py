@@ -223,6 +223,24 @@ def test_resume_reruns_only_unfinished_trials():
     assert len(store) == 4
 
 
+def test_the_stack_in_training_is_marked_running_and_nothing_else():
+    spec = StudySpec(**TINY)
+    store = MemoryStore()
+    seen = []
+
+    def spy(data, configs, weights):
+        from weightlab.lab.engine import train_stack
+
+        seen.append((store.running_ids(), len(store)))
+        return train_stack(data, configs, weights)
+
+    run_study(spec, store, train_stack=spy)
+    stacks = [{c.trial_id for c in stack} for stack in group_stacks(spec.trials())]
+    assert [running for running, _ in seen] == stacks  # a killed run leaves these to rerun
+    assert [stored for _, stored in seen] == [0, len(stacks[0])]
+    assert store.running_ids() == set()
+
+
 def test_diverging_trials_are_stored_failed_and_the_study_goes_on():
     # lr=1e8 makes plain SGD overflow in the first epoch, while Adam's step stays bounded.
     spec = StudySpec(**{**TINY, "lr": 1e8, "model_params": {"mlp": {"hidden": 8, "layers": 2}}})
