@@ -257,6 +257,24 @@ def test_run_stacks_in_worker_processes(digits):
         _assert_same(results[0], train_single(data, configs[0], weights[0]))
 
 
+@pytest.mark.parametrize("arch", ["mlp", "cnn", "gru", "lstm"])
+def test_ldam_with_the_cosine_head_slice_equals_trial_alone(digits, arch):
+    from weightlab.lab.weightings import trial_loss_fn
+
+    configs = [
+        TrialConfig("digits-lt", arch, "sgd", "ldam", None, seed=s, epochs=2,
+                    model_params=(("head", "cosine"), ("hidden", 8)))
+        for s in (0, 1)
+    ]  # fmt: skip
+    counts = digits.train_counts
+    fns = [trial_loss_fn(c, counts) for c in configs]
+    weights = [np.ones(digits.num_classes)] * 2
+    results = train_stack(digits, configs, weights, loss_fn=fns)
+    for k in range(2):
+        _assert_same(results[k], train_single(digits, configs[k], weights[k], loss_fn=fns[k]))
+    assert np.abs(results[0].test_logits).max() <= 1.0 + 1e-6  # cosines
+
+
 def _smoothed_ce(logits, target, class_weight):
     return F.cross_entropy(
         logits, target, weight=class_weight, reduction="none", label_smoothing=0.1

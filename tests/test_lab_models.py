@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from weightlab.errors import InvalidValueError
-from weightlab.lab.models import build_model
+from weightlab.lab.models import CosineLinear, build_model
 from weightlab.lab.stacked import build_stacked
 
 SHAPES = {"mlp": (64,), "cnn": (1, 8, 8), "gru": (8, 8), "lstm": (8, 8)}
@@ -12,20 +12,21 @@ SHAPES = {"mlp": (64,), "cnn": (1, 8, 8), "gru": (8, 8), "lstm": (8, 8)}
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn", "gru", "lstm"])
 @pytest.mark.parametrize("layers", [1, 2])
-def test_slice_equals_single_forward_and_backward(arch, layers):
+@pytest.mark.parametrize("head", ["linear", "cosine"])
+def test_slice_equals_single_forward_and_backward(arch, layers, head):
     seeds = [4, 9, 4]
     shape = SHAPES[arch]
-    stacked = build_stacked(arch, shape, 5, seeds, hidden=6, layers=layers)
+    stacked = build_stacked(arch, shape, 5, seeds, hidden=6, layers=layers, head=head)
     x = torch.randn(3, 7, *shape)
     out = stacked(x)
     assert out.shape == (3, 7, 5)
     out.square().sum().backward()
     for k, seed in enumerate(seeds):
-        single = build_model(arch, shape, 5, seed=seed, hidden=6, layers=layers)
+        single = build_model(arch, shape, 5, seed=seed, hidden=6, layers=layers, head=head)
         ref = single(x[k])
         torch.testing.assert_close(out[k], ref, atol=1e-5, rtol=1e-5)
         ref.square().sum().backward()
-        exported = build_model(arch, shape, 5, seed=123, hidden=6, layers=layers)
+        exported = build_model(arch, shape, 5, seed=123, hidden=6, layers=layers, head=head)
         stacked.export(k, exported)
         torch.testing.assert_close(exported(x[k]), ref, atol=1e-5, rtol=1e-5)
     # equal seeds give equal initial slices
@@ -33,17 +34,49 @@ def test_slice_equals_single_forward_and_backward(arch, layers):
 
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn", "gru"])
-def test_stacked_gradients_match_single(arch):
+@pytest.mark.parametrize("head", ["linear", "cosine"])
+def test_stacked_gradients_match_single(arch, head):
     shape = SHAPES[arch]
-    stacked = build_stacked(arch, shape, 4, [1, 2], hidden=5)
+    stacked = build_stacked(arch, shape, 4, [1, 2], hidden=5, head=head)
     x = torch.randn(2, 6, *shape)
     stacked(x).sum(dim=(1, 2)).mul(torch.tensor([1.0, 0.0])).sum().backward()
-    single = build_model(arch, shape, 4, seed=1, hidden=5)
+    single = build_model(arch, shape, 4, seed=1, hidden=5, head=head)
     single(x[0]).sum().backward()
     flat_stacked = sorted(p.grad[0].abs().sum().item() for p in stacked.parameters())
     flat_single = sorted(p.grad.abs().sum().item() for p in single.parameters())
     assert flat_stacked == pytest.approx(flat_single, rel=1e-4, abs=1e-6)
     assert all(p.grad[1].abs().sum().item() == 0 for p in stacked.parameters())
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn", "gru", "lstm"])
+def test_cosine_head_gives_cosines_of_features_and_class_weights(arch):
+    model = build_model(arch, SHAPES[arch], 3, seed=0, hidden=6, head="cosine")
+    head = model.net[-1] if arch == "mlp" else model.head
+    assert isinstance(head, CosineLinear) and [n for n, _ in head.named_parameters()] == ["weight"]
+    feats = []
+    head.register_forward_hook(lambda mod, inp, out: feats.append(inp[0]))
+    x = torch.randn(5, *SHAPES[arch], dtype=torch.float64)
+    logits = model.double()(x)
+    f, w = feats[0], head.weight
+    ref = torch.nn.functional.cosine_similarity(f[:, None, :], w[None, :, :], dim=-1)
+    torch.testing.assert_close(logits, ref)
+    assert bool(logits.abs().max() <= 1.0)
+
+
+def test_cosine_head_gradcheck():
+    head = CosineLinear(4, 3).double()
+    x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, w: torch.nn.functional.linear(
+            torch.nn.functional.normalize(x, dim=-1), torch.nn.functional.normalize(w, dim=1)
+        ),
+        (x, head.weight.detach().clone().requires_grad_()),
+    )
+    torch.testing.assert_close(
+        head(x),
+        torch.nn.functional.normalize(x, dim=-1)
+        @ torch.nn.functional.normalize(head.weight, dim=1).T,
+    )
 
 
 def test_seed_controls_init_only():
@@ -64,8 +97,13 @@ def test_bad_model_arguments():
     with pytest.raises(InvalidValueError) as err:
         build_model("mlp", (4,), 2, width=3)
     assert str(err.value) == (
-        "Expected `model_params` to be among 'hidden', 'layers' for 'mlp', but got 'width'. "
-        "Drop or rename them."
+        "Expected `model_params` to be among 'hidden', 'layers', 'head' for 'mlp', but got "
+        "'width'. Drop or rename them."
+    )
+    with pytest.raises(InvalidValueError) as err:
+        build_model("mlp", (4,), 2, head="normed")
+    assert str(err.value) == (
+        "Expected `head` to be one of 'linear', 'cosine', but got 'normed'. Pick one of those."
     )
     with pytest.raises(InvalidValueError, match="Expected `hidden` to be an integer >= 1"):
         build_model("gru", (8, 8), 2, hidden=0)

@@ -40,9 +40,10 @@ def test_quick_preset_is_default_and_grid_size():
     assert quick.archs == ("mlp", "cnn", "gru")
     assert quick.optimizers == ("sgd", "adam", "rmsprop")
     assert quick.strengths == (0.25, 0.5, 1.0)
-    # 3 archs x 3 optimizers x (none + balanced + 3 power strengths) x 2 seeds
+    # 3 archs x 3 optimizers x (none + 3 power strengths + focal + logit_adjusted + ldam) x 2 seeds
     assert quick.num_trials == len(quick.trials()) == 126
-    assert len(group_stacks(quick.trials())) == 9
+    # per arch x optimizer: one stack of 12 linear-head trials, one of 2 cosine-head LDAM trials
+    assert sorted(len(s) for s in group_stacks(quick.trials())) == [2] * 9 + [12] * 9
     full = PRESETS["full"]
     assert full.num_trials == len(full.trials()) > quick.num_trials
 

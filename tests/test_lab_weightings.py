@@ -17,6 +17,7 @@ from weightlab.lab.weightings import (
     LOSS_WEIGHTINGS,
     trial_class_weights,
     trial_loss_fn,
+    weighting_model_params,
     weighting_names,
 )
 from weightlab.losses import LOSSES
@@ -87,3 +88,17 @@ def test_unknown_weighting_lists_the_valid_ones():
     )
     with pytest.raises(InvalidValueError, match=re.escape(message)):
         StudySpec(weightings=["none", "focal-ish"])
+
+
+def test_ldam_trials_get_the_cosine_head_unless_the_user_picks_one():
+    assert weighting_model_params("ldam") == {"head": "cosine"}
+    assert all(weighting_model_params(w) == {} for w in weighting_names() if w != "ldam")
+    spec = StudySpec(archs=["mlp"], optimizers=["sgd"], weightings=["none", "ldam"], seeds=[0],
+                     model_params={"mlp": {"hidden": 8}})  # fmt: skip
+    none, ldam = spec.trials()
+    assert dict(none.model_params) == {"hidden": 8}
+    assert dict(ldam.model_params) == {"head": "cosine", "hidden": 8}
+    assert none.stack_key != ldam.stack_key  # different heads train in different stacks
+    mine = StudySpec(archs=["mlp"], optimizers=["sgd"], weightings=["ldam"], seeds=[0],
+                     model_params={"mlp": {"head": "linear"}})  # fmt: skip
+    assert dict(mine.trials()[0].model_params) == {"head": "linear"}

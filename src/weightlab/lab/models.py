@@ -14,37 +14,55 @@ cnn      ``layers`` x (Conv3x3(hidden, pad 1) + ReLU + MaxPool 2),   ``(C_in, H,
 gru      GRU(hidden, ``layers``), last step's state, Linear(C)       ``(T, F)``
 lstm     LSTM(hidden, ``layers``), last step's state, Linear(C)      ``(T, F)``
 =======  ==========================================================  ==============
+
+The head is ``Linear(C)`` by default; ``head="cosine"`` makes it a
+:class:`CosineLinear` (logits are cosines in ``[-1, 1]``, the normalised head
+LDAM's scale ``s`` is meant for; the lab's ``ldam`` weighting uses it).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from weightlab.errors import InvalidValueError, expected, names
 
-__all__ = ["ARCHITECTURES", "CNN", "MLP", "RNN", "build_model", "default_model_params"]
+__all__ = [
+    "ARCHITECTURES",
+    "CNN",
+    "HEADS",
+    "MLP",
+    "RNN",
+    "CosineLinear",
+    "build_model",
+    "default_model_params",
+]
 
 #: The lab's architectures.
 ARCHITECTURES = ("mlp", "cnn", "gru", "lstm")
 
-_DEFAULTS: dict[str, dict[str, int]] = {
-    "mlp": {"hidden": 128, "layers": 2},
-    "cnn": {"hidden": 16, "layers": 2},
-    "gru": {"hidden": 64, "layers": 1},
-    "lstm": {"hidden": 64, "layers": 1},
+#: The lab's heads: a plain linear layer, or :class:`CosineLinear`.
+HEADS = ("linear", "cosine")
+
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mlp": {"hidden": 128, "layers": 2, "head": "linear"},
+    "cnn": {"hidden": 16, "layers": 2, "head": "linear"},
+    "gru": {"hidden": 64, "layers": 1, "head": "linear"},
+    "lstm": {"hidden": 64, "layers": 1, "head": "linear"},
 }
 
 
-def default_model_params(arch: str) -> dict[str, int]:
-    """The default size of ``arch`` (``hidden`` width/channels, ``layers``).
+def default_model_params(arch: str) -> dict[str, Any]:
+    """The default size and head of ``arch`` (``hidden`` width/channels, ``layers``, ``head``).
 
     Example:
         >>> default_model_params("mlp")
-        {'hidden': 128, 'layers': 2}
+        {'hidden': 128, 'layers': 2, 'head': 'linear'}
     """
     check_arch(arch)
     return dict(_DEFAULTS[arch])
@@ -64,22 +82,59 @@ def _pooled(size: int) -> int:
     return size // 2 if size >= 2 else size
 
 
+class CosineLinear(nn.Module):
+    r"""A head whose logits are cosines: :math:`z_c = \hat f \cdot \hat w_c`, no bias.
+
+    Features and each class's weight row are scaled to unit length, so every
+    logit lies in ``[-1, 1]`` (Cao et al. 2019's normalised head, under LDAM's
+    scale ``s``). The weight starts as ``nn.Linear``'s does.
+
+    Example:
+        >>> head = CosineLinear(4, 3)
+        >>> bool(head(torch.randn(5, 4)).abs().max() <= 1)
+        True
+    """
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Linear's weight init
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Cosines ``(B, C)`` of features ``(B, F)``."""
+        return F.linear(F.normalize(x, dim=-1), F.normalize(self.weight, dim=1))
+
+
+def _head(in_features: int, num_classes: int, head: str) -> nn.Module:
+    if head == "cosine":
+        return CosineLinear(in_features, num_classes)
+    return nn.Linear(in_features, num_classes)
+
+
 class MLP(nn.Module):
-    """``layers`` hidden ReLU layers of width ``hidden`` and a linear head.
+    """``layers`` hidden ReLU layers of width ``hidden`` and a head (the last module of ``net``).
 
     Example:
         >>> MLP(64, 10, hidden=32)(torch.zeros(5, 64)).shape
         torch.Size([5, 10])
     """
 
-    def __init__(self, in_features: int, num_classes: int, *, hidden: int = 128, layers: int = 2):
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        *,
+        hidden: int = 128,
+        layers: int = 2,
+        head: str = "linear",
+    ):
         super().__init__()
         mods: list[nn.Module] = []
         width = in_features
         for _ in range(layers):
             mods += [nn.Linear(width, hidden), nn.ReLU()]
             width = hidden
-        mods.append(nn.Linear(width, num_classes))
+        mods.append(_head(width, num_classes, head))
         self.net = nn.Sequential(*mods)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,7 +143,7 @@ class MLP(nn.Module):
 
 
 class CNN(nn.Module):
-    """3x3 convolutions (``hidden`` channels) with ReLU and 2x2 max pooling, then a linear head.
+    """3x3 convolutions (``hidden`` channels) with ReLU and 2x2 max pooling, then a head.
 
     Example:
         >>> CNN((1, 8, 8), 10, hidden=4)(torch.zeros(5, 1, 8, 8)).shape
@@ -96,7 +151,13 @@ class CNN(nn.Module):
     """
 
     def __init__(
-        self, in_shape: Sequence[int], num_classes: int, *, hidden: int = 16, layers: int = 2
+        self,
+        in_shape: Sequence[int],
+        num_classes: int,
+        *,
+        hidden: int = 16,
+        layers: int = 2,
+        head: str = "linear",
     ):
         super().__init__()
         c, h, w = in_shape
@@ -108,7 +169,7 @@ class CNN(nn.Module):
                 h, w = _pooled(h), _pooled(w)
             c = hidden
         self.features = nn.Sequential(*mods)
-        self.head = nn.Linear(c * h * w, num_classes)
+        self.head = _head(c * h * w, num_classes, head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, C)`` of images ``(B, C_in, H, W)``."""
@@ -116,7 +177,7 @@ class CNN(nn.Module):
 
 
 class RNN(nn.Module):
-    """A GRU or LSTM over ``T`` steps; the last step's top-layer state feeds a linear head.
+    """A GRU or LSTM over ``T`` steps; the last step's top-layer state feeds a head.
 
     Example:
         >>> RNN("lstm", 8, 10, hidden=16)(torch.zeros(5, 8, 8)).shape
@@ -124,13 +185,20 @@ class RNN(nn.Module):
     """
 
     def __init__(
-        self, cell: str, in_features: int, num_classes: int, *, hidden: int = 64, layers: int = 1
+        self,
+        cell: str,
+        in_features: int,
+        num_classes: int,
+        *,
+        hidden: int = 64,
+        layers: int = 1,
+        head: str = "linear",
     ):
         super().__init__()
         kind = {"gru": nn.GRU, "lstm": nn.LSTM}[cell]
         self.cell = cell
         self.rnn = kind(in_features, hidden, num_layers=layers, batch_first=True)
-        self.head = nn.Linear(hidden, num_classes)
+        self.head = _head(hidden, num_classes, head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, C)`` of sequences ``(B, T, F)``."""
@@ -138,7 +206,7 @@ class RNN(nn.Module):
         return self.head(out[:, -1])  # type: ignore[no-any-return]
 
 
-def _check_size(arch: str, params: dict[str, Any]) -> dict[str, int]:
+def _check_size(arch: str, params: dict[str, Any]) -> dict[str, Any]:
     size = default_model_params(arch)
     unknown = sorted(set(params) - set(size))
     if unknown:
@@ -151,7 +219,15 @@ def _check_size(arch: str, params: dict[str, Any]) -> dict[str, int]:
             )
         )
     size.update(params)
+    if size["head"] not in HEADS:
+        raise InvalidValueError(
+            expected(
+                "head", f"to be one of {names(HEADS)}", repr(size["head"]), "Pick one of those."
+            )
+        )
     for key, value in size.items():
+        if key == "head":
+            continue
         low = 0 if (key == "layers" and arch == "mlp") else 1
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise InvalidValueError(
@@ -178,11 +254,12 @@ def build_model(
         num_classes: number of classes ``C``.
         seed: initialisation seed; the global RNG is left untouched. ``None``
             draws from the global RNG as ``nn.Module`` constructors do.
-        **model_params: ``hidden`` and ``layers`` (see :func:`default_model_params`).
+        **model_params: ``hidden``, ``layers`` and ``head`` (see
+            :func:`default_model_params`).
 
     Raises:
-        InvalidValueError: unknown arch, unknown or non-positive size, or an
-            ``input_shape`` the architecture cannot read.
+        InvalidValueError: unknown arch, unknown or non-positive size, unknown
+            head, or an ``input_shape`` the architecture cannot read.
 
     Example:
         >>> a = build_model("gru", (8, 8), 10, seed=3, hidden=16)

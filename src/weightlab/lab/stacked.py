@@ -34,9 +34,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from weightlab.errors import InvalidValueError, expected
-from weightlab.lab.models import CNN, MLP, RNN, build_model
+from weightlab.lab.models import CNN, MLP, RNN, CosineLinear, build_model
 
-__all__ = ["StackedCNN", "StackedMLP", "StackedModel", "StackedRNN", "build_stacked"]
+__all__ = [
+    "StackedCNN",
+    "StackedHead",
+    "StackedMLP",
+    "StackedModel",
+    "StackedRNN",
+    "build_stacked",
+]
 
 
 def _stack(tensors: Sequence[torch.Tensor]) -> nn.Parameter:
@@ -67,6 +74,34 @@ class StackedModel(nn.Module):
             )
 
 
+class StackedHead(nn.Module):
+    r"""K heads of one kind: linear (``baddbmm``) or cosine (unit features, unit class columns).
+
+    ``weight`` is ``(K, F, C)``; a linear head also has ``bias`` ``(K, 1, C)``.
+    A cosine head (:class:`~weightlab.lab.models.CosineLinear`) computes
+    :math:`z_{k,b,c} = \hat f_{k,b} \cdot \hat w_{k,:,c}`.
+    """
+
+    def __init__(self, heads: Sequence[nn.Module]):
+        super().__init__()
+        self.cosine = isinstance(heads[0], CosineLinear)
+        self.weight = _stack([h.weight.t() for h in heads])
+        self.bias = None if self.cosine else _stack([h.bias.unsqueeze(0) for h in heads])
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        """Logits ``(K, B, C)`` of features ``(K, B, F)``."""
+        if self.bias is None:
+            return torch.bmm(F.normalize(f, dim=-1), F.normalize(self.weight, dim=1))
+        return torch.baddbmm(self.bias, f, self.weight)
+
+    def export(self, k: int, head: nn.Module) -> None:
+        """Copy slice ``k`` into the plain head ``head``."""
+        with torch.no_grad():
+            head.weight.copy_(self.weight[k].t())
+            if self.bias is not None:
+                head.bias.copy_(self.bias[k, 0])
+
+
 class StackedMLP(StackedModel):
     """K :class:`~weightlab.lab.models.MLP` slices, one ``baddbmm`` per layer.
 
@@ -81,7 +116,7 @@ class StackedMLP(StackedModel):
     def __init__(self, models: Sequence[MLP]):
         super().__init__()
         self.k = len(models)
-        linears = [[m for m in model.net if isinstance(m, nn.Linear)] for model in models]
+        linears = [[m for m in model.net[:-1] if isinstance(m, nn.Linear)] for model in models]
         depth = len(linears[0])
         self.weights = nn.ParameterList(
             [_stack([lin[i].weight.t() for lin in linears]) for i in range(depth)]
@@ -89,23 +124,23 @@ class StackedMLP(StackedModel):
         self.biases = nn.ParameterList(
             [_stack([lin[i].bias.unsqueeze(0) for lin in linears]) for i in range(depth)]
         )
+        self.head = StackedHead([model.net[-1] for model in models])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(K, B, C)`` of inputs ``(K, B, F)``."""
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            x = torch.baddbmm(b, x, w)
-            if i < last:
-                x = torch.relu_(x)  # baddbmm does not keep its output for its backward
-        return x
+        for w, b in zip(self.weights, self.biases, strict=True):
+            x = torch.relu_(torch.baddbmm(b, x, w))  # baddbmm keeps no output for its backward
+        return self.head(x)  # type: ignore[no-any-return]
 
     def export(self, k: int, model: nn.Module) -> nn.Module:  # noqa: D102
         self._check_k(k)
-        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        model = _expect(model, MLP)
+        linears = [m for m in model.net[:-1] if isinstance(m, nn.Linear)]
         with torch.no_grad():
             for lin, w, b in zip(linears, self.weights, self.biases, strict=True):
                 lin.weight.copy_(w[k].t())
                 lin.bias.copy_(b[k, 0])
+        self.head.export(k, model.net[-1])
         return model
 
 
@@ -130,8 +165,7 @@ class StackedCNN(StackedModel):
         self.conv_b = nn.ParameterList(
             [_stack([c[i].bias for c in convs]) for i in range(len(convs[0]))]
         )
-        self.head_w = _stack([m.head.weight.t() for m in models])
-        self.head_b = _stack([m.head.bias.unsqueeze(0) for m in models])
+        self.head = StackedHead([m.head for m in models])
         self._layout = [type(m) for m in models[0].features]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -158,7 +192,7 @@ class StackedCNN(StackedModel):
             elif j == 0 or layout[j - 1] is not nn.ReLU:
                 h = F.max_pool2d(h, 2)
         flat = h.reshape(b, k, -1).transpose(0, 1)  # (K, B, C_out*H'*W')
-        return torch.baddbmm(self.head_b, flat, self.head_w)
+        return self.head(flat)  # type: ignore[no-any-return]
 
     def export(self, k: int, model: nn.Module) -> nn.Module:  # noqa: D102
         self._check_k(k)
@@ -168,8 +202,7 @@ class StackedCNN(StackedModel):
             for conv, w, b in zip(convs, self.conv_w, self.conv_b, strict=True):
                 conv.weight.copy_(w[k])
                 conv.bias.copy_(b[k])
-            model.head.weight.copy_(self.head_w[k].t())
-            model.head.bias.copy_(self.head_b[k, 0])
+        self.head.export(k, model.head)
         return model
 
 
@@ -201,8 +234,7 @@ class StackedRNN(StackedModel):
         self.b_hh = nn.ParameterList(
             [_stack([getattr(r, f"bias_hh_l{i}").unsqueeze(0) for r in rnns]) for i in range(depth)]
         )
-        self.head_w = _stack([m.head.weight.t() for m in models])
-        self.head_b = _stack([m.head.bias.unsqueeze(0) for m in models])
+        self.head = StackedHead([m.head for m in models])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(K, B, C)`` of sequences ``(K, B, T, F)``."""
@@ -233,7 +265,7 @@ class StackedRNN(StackedModel):
                 h = torch.sigmoid(o) * torch.tanh(c)
                 outs.append(h)
             seq = torch.stack(outs, 1).view(k, t * b, hid)
-        return torch.baddbmm(self.head_b, h, self.head_w)
+        return self.head(h)  # type: ignore[no-any-return]
 
     def export(self, k: int, model: nn.Module) -> nn.Module:  # noqa: D102
         self._check_k(k)
@@ -244,8 +276,7 @@ class StackedRNN(StackedModel):
                 getattr(model.rnn, f"weight_hh_l{i}").copy_(self.w_hh[i][k].t())
                 getattr(model.rnn, f"bias_ih_l{i}").copy_(self.b_ih[i][k, 0])
                 getattr(model.rnn, f"bias_hh_l{i}").copy_(self.b_hh[i][k, 0])
-            model.head.weight.copy_(self.head_w[k].t())
-            model.head.bias.copy_(self.head_b[k, 0])
+        self.head.export(k, model.head)
         return model
 
 
@@ -420,7 +451,7 @@ def build_stacked(
         input_shape: one example as ``arch`` consumes it.
         num_classes: number of classes ``C``.
         seeds: one initialisation seed per slice (``K = len(seeds)`` >= 1).
-        **model_params: ``hidden``, ``layers``.
+        **model_params: ``hidden``, ``layers``, ``head``.
 
     Example:
         >>> stacked = build_stacked("mlp", (64,), 10, seeds=[0, 1, 2], hidden=8)

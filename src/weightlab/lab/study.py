@@ -38,7 +38,12 @@ from weightlab.errors import InvalidValueError, expected, names
 from weightlab.lab.metrics import HIGHER_IS_BETTER, METRIC_NAMES, compute_metrics
 from weightlab.lab.store import ResultStore
 from weightlab.lab.trial import TrialConfig, TrialResult
-from weightlab.lab.weightings import trial_class_weights, trial_loss_fn, weighting_names
+from weightlab.lab.weightings import (
+    trial_class_weights,
+    trial_loss_fn,
+    weighting_model_params,
+    weighting_names,
+)
 
 __all__ = [
     "OPTIMIZERS",
@@ -241,9 +246,11 @@ class StudySpec:
         data_params = tuple(sorted(self.data_params.items()))
         out = []
         for arch in self.archs:
-            model_params = tuple(sorted(self.model_params.get(arch, {}).items()))
             for opt in self.optimizers:
                 for w in self.weightings:
+                    # the weighting's model options (ldam: the cosine head), then the user's
+                    options = weighting_model_params(w) | self.model_params.get(arch, {})
+                    model_params = tuple(sorted(options.items()))
                     alphas: Iterable[float | None] = self.strengths if w == "power" else [None]
                     for alpha in alphas:
                         for seed in self.seeds:

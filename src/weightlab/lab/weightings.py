@@ -9,6 +9,10 @@ A weighting is one of
   ``"effective_number"``, ...): cross-entropy with that scheme's weights;
 - a multi-class loss of the literature (:data:`LOSS_WEIGHTINGS`): that loss,
   with its defaults and the training split's class counts, class weights 1.
+  ``"ldam"`` also asks for the cosine head (:func:`weighting_model_params`):
+  its scale ``s = 30`` is meant for cosine logits in ``[-1, 1]`` (Cao et al.
+  2019); on a plain linear head it multiplies every gradient by 30, which with
+  SGD collapses the lab's models to one class.
 
 Weights are normalised to mean 1 (:func:`weightlab.weights.class_weights`), so
 the loss scale of every weighting starts comparable.
@@ -25,7 +29,13 @@ import torch
 
 from weightlab.lab.trial import TrialConfig
 
-__all__ = ["LOSS_WEIGHTINGS", "trial_class_weights", "trial_loss_fn", "weighting_names"]
+__all__ = [
+    "LOSS_WEIGHTINGS",
+    "trial_class_weights",
+    "trial_loss_fn",
+    "weighting_model_params",
+    "weighting_names",
+]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -75,6 +85,18 @@ def trial_class_weights(
     if config.weighting == "power":
         return np.asarray(class_weights(counts, "power", alpha=config.alpha), dtype=np.float64)
     return np.asarray(class_weights(counts, config.weighting), dtype=np.float64)
+
+
+def weighting_model_params(weighting: str) -> dict[str, str]:
+    """Model options a weighting asks for: ``{"head": "cosine"}`` for ``"ldam"``, else none.
+
+    A study merges them under the user's ``model_params`` (the user's win).
+
+    Example:
+        >>> weighting_model_params("ldam"), weighting_model_params("balanced")
+        ({'head': 'cosine'}, {})
+    """
+    return {"head": "cosine"} if weighting == "ldam" else {}
 
 
 def trial_loss_fn(config: TrialConfig, train_counts: npt.ArrayLike) -> LossFn | None:
