@@ -9,11 +9,14 @@ For each architecture, K trials of the same architecture and optimizer (seeds
 and the script prints the speed-up, plus the vectorized engine's achieved
 GFLOP/s (matmul and convolution FLOPs of forward + backward + evaluation,
 counted analytically; element-wise work is not counted) against the GFLOP/s of
-a 2048 x 2048 float32 matmul measured in the same run. ``--workers-check``
+a 2048 x 2048 float32 matmul measured in the same run, and the self time of
+the matmul and convolution kernels in a profiled vectorized run: the best the
+engine could do if everything else were free. ``--workers-check``
 also times ``run_stacks`` over several stacks in one process vs one
 single-threaded process per core.
 
-Usage:
+Usage (in the environment ``make run`` uses; ``OMP_WAIT_POLICY=PASSIVE`` makes every
+op at 2 threads pay a thread wake-up):
     .venv/bin/python benchmarks/study.py [--threads 1,2] [--epochs 10] [--k 32] [--workers-check 4]
 """
 
@@ -104,6 +107,28 @@ def _time_engines(
     return vec, seq, vec_wall, seq_wall, diff
 
 
+#: Profiler op names whose self time is matmul or convolution work.
+_MATMUL_OPS = ("bmm", "baddbmm", "mm", "addmm", "convolution", "conv2d", "_convolution")
+
+
+def matmul_seconds(data: LabData, cfgs: list[TrialConfig], w: np.ndarray) -> float:
+    """Self CPU time of the matmul and convolution kernels in one profiled ``train_stack``.
+
+    The vectorized engine cannot be faster than this: it is the time of the
+    FLOPs alone, with element-wise work, the optimizer and Python at zero.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        train_stack(data, cfgs, w)
+    total_us = 0.0
+    for event in prof.key_averages():
+        name = event.key.removeprefix("aten::").rstrip("_")
+        if name in _MATMUL_OPS or "mkldnn_convolution" in name or "convolution_backward" in name:
+            total_us += event.self_cpu_time_total
+    return total_us / 1e6
+
+
 def bench_arch(
     data: LabData, arch: str, optimizer: str, k: int, epochs: int, repeats: int
 ) -> dict[str, float]:
@@ -113,6 +138,7 @@ def bench_arch(
     train_stack(data, cfgs[:2], w[:2])  # warm-up (imports, first-call allocations)
     runs = [_time_engines(data, cfgs, w) for _ in range(repeats)]
     vec, seq, vec_wall, seq_wall = (min(r[i] for r in runs) for i in range(4))
+    mm_s = min(matmul_seconds(data, cfgs, w) for _ in range(repeats))
     size = default_model_params(arch)
     fwd, train = flops_per_row(arch, data, size["hidden"], size["layers"])
     rows = len(data.y_train) * epochs
@@ -124,6 +150,7 @@ def bench_arch(
         "vec_wall": vec_wall,
         "seq_wall": seq_wall,
         "gflops": flops / vec / 1e9,
+        "matmul_s": mm_s,
         "max_logit_diff": max(r[4] for r in runs),
     }
 
@@ -169,7 +196,7 @@ def main() -> None:
     head = (
         f"{'arch':5} {'threads':>7} {'vectorized s':>12} {'sequential s':>12} {'speed-up':>9} "
         f"{'wall speed-up':>13} {'GFLOP/s':>8} {'matmul GFLOP/s':>14} {'% matmul':>9} "
-        f"{'max |dlogit|':>12}"
+        f"{'max |dlogit|':>12} {'matmul s':>8}"
     )
     print(head)
     print("-" * len(head))
@@ -181,21 +208,29 @@ def main() -> None:
             r = bench_arch(data, arch, args.optimizer, args.k, args.epochs, args.repeats)
             b = best.setdefault(arch, {"vec": float("inf"), "seq": float("inf")})
             b["vec"], b["seq"] = min(b["vec"], r["vec"]), min(b["seq"], r["seq"])
+            b["mm"] = min(b.get("mm", float("inf")), r["matmul_s"])
             print(
                 f"{arch:5} {threads:7d} {r['vec']:12.3f} {r['seq']:12.3f} "
                 f"{r['seq'] / r['vec']:8.1f}x {r['seq_wall'] / r['vec_wall']:12.1f}x "
                 f"{r['gflops']:8.1f} {mm:14.1f} {100 * r['gflops'] / mm:8.1f}% "
-                f"{r['max_logit_diff']:12.1e}",
+                f"{r['max_logit_diff']:12.1e} {r['matmul_s']:8.3f}",
                 flush=True,
             )
     print("\nbest setting of each engine vs best setting of the other:")
     for arch, b in best.items():
-        print(f"  {arch:5} {b['seq']:.3f} s / {b['vec']:.3f} s = {b['seq'] / b['vec']:.1f}x")
+        print(
+            f"  {arch:5} {b['seq']:.3f} s / {b['vec']:.3f} s = {b['seq'] / b['vec']:.1f}x; "
+            f"bound with matmuls alone: {b['seq']:.3f} s / {b['mm']:.3f} s = "
+            f"{b['seq'] / b['mm']:.1f}x"
+        )
     print(
         "\nspeed-up: engine time (training + per-epoch validation + test logits); wall "
         "speed-up also counts the per-trial test metrics (sklearn), equal on both sides. "
         "max |dlogit|: largest difference between a slice's test logits and its trial "
-        "trained alone after all epochs."
+        "trained alone after all epochs. matmul s: self time of the matmul and convolution "
+        "kernels in one profiled vectorized run (best of the repeats), i.e. the engine's time "
+        "if element-wise work, the optimizer and Python cost nothing; the bound is the best "
+        "sequential time over the least matmul time."
     )
     if args.workers_check:
         torch.set_num_threads(os.cpu_count() or 1)
