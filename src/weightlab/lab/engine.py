@@ -386,7 +386,7 @@ def train_stack(
                 masked = torch.where(alive, mean, 0.0)
                 all_alive = on_cpu and bool(alive.all())
             opt.zero_grad(set_to_none=True)  # backward then writes, not adds, the gradients
-            masked.sum().backward()
+            masked.sum().backward()  # type: ignore[no-untyped-call]
             if not all_alive:  # zero the gradients of failed slices
                 dead = ~alive
                 for p in params:
@@ -602,7 +602,7 @@ def train_single(
                 failed_epoch = epoch + 1
                 break
             opt.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             total += loss.detach() * len(yb)
         t1 = time.perf_counter()

@@ -50,6 +50,13 @@ def _stack(tensors: Sequence[torch.Tensor]) -> nn.Parameter:
     return nn.Parameter(torch.stack([t.detach().clone() for t in tensors]))
 
 
+def _param(module: nn.Module, name: str) -> torch.Tensor:
+    """``module.<name>`` as a tensor (``nn.Module.__getattr__`` is typed loosely)."""
+    value = getattr(module, name)
+    assert isinstance(value, torch.Tensor)
+    return value
+
+
 def _expect(model: nn.Module, kind: type[Any]) -> Any:
     if not isinstance(model, kind):
         raise InvalidValueError(
@@ -85,8 +92,10 @@ class StackedHead(nn.Module):
     def __init__(self, heads: Sequence[nn.Module]):
         super().__init__()
         self.cosine = isinstance(heads[0], CosineLinear)
-        self.weight = _stack([h.weight.t() for h in heads])
-        self.bias = None if self.cosine else _stack([h.bias.unsqueeze(0) for h in heads])
+        self.weight = _stack([_param(h, "weight").t() for h in heads])
+        self.bias = (
+            None if self.cosine else _stack([_param(h, "bias").unsqueeze(0) for h in heads])
+        )
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         """Logits ``(K, B, C)`` of features ``(K, B, F)``."""
@@ -97,9 +106,9 @@ class StackedHead(nn.Module):
     def export(self, k: int, head: nn.Module) -> None:
         """Copy slice ``k`` into the plain head ``head``."""
         with torch.no_grad():
-            head.weight.copy_(self.weight[k].t())
+            _param(head, "weight").copy_(self.weight[k].t())
             if self.bias is not None:
-                head.bias.copy_(self.bias[k, 0])
+                _param(head, "bias").copy_(self.bias[k, 0])
 
 
 class StackedMLP(StackedModel):
@@ -116,7 +125,8 @@ class StackedMLP(StackedModel):
     def __init__(self, models: Sequence[MLP]):
         super().__init__()
         self.k = len(models)
-        linears = [[m for m in model.net[:-1] if isinstance(m, nn.Linear)] for model in models]
+        hidden = [list(model.net)[:-1] for model in models]  # the last module is the head
+        linears = [[m for m in mods if isinstance(m, nn.Linear)] for mods in hidden]
         depth = len(linears[0])
         self.weights = nn.ParameterList(
             [_stack([lin[i].weight.t() for lin in linears]) for i in range(depth)]
@@ -124,7 +134,7 @@ class StackedMLP(StackedModel):
         self.biases = nn.ParameterList(
             [_stack([lin[i].bias.unsqueeze(0) for lin in linears]) for i in range(depth)]
         )
-        self.head = StackedHead([model.net[-1] for model in models])
+        self.head = StackedHead([list(model.net)[-1] for model in models])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(K, B, C)`` of inputs ``(K, B, F)``."""
@@ -134,13 +144,14 @@ class StackedMLP(StackedModel):
 
     def export(self, k: int, model: nn.Module) -> nn.Module:  # noqa: D102
         self._check_k(k)
-        model = _expect(model, MLP)
-        linears = [m for m in model.net[:-1] if isinstance(m, nn.Linear)]
+        mlp: MLP = _expect(model, MLP)
+        layers = list(mlp.net)
+        linears = [m for m in layers[:-1] if isinstance(m, nn.Linear)]
         with torch.no_grad():
             for lin, w, b in zip(linears, self.weights, self.biases, strict=True):
                 lin.weight.copy_(w[k].t())
-                lin.bias.copy_(b[k, 0])
-        self.head.export(k, model.net[-1])
+                _param(lin, "bias").copy_(b[k, 0])
+        self.head.export(k, layers[-1])
         return model
 
 
@@ -163,7 +174,7 @@ class StackedCNN(StackedModel):
             [_stack([c[i].weight for c in convs]) for i in range(len(convs[0]))]
         )
         self.conv_b = nn.ParameterList(
-            [_stack([c[i].bias for c in convs]) for i in range(len(convs[0]))]
+            [_stack([_param(c[i], "bias") for c in convs]) for i in range(len(convs[0]))]
         )
         self.head = StackedHead([m.head for m in models])
         self._layout = [type(m) for m in models[0].features]
@@ -196,13 +207,13 @@ class StackedCNN(StackedModel):
 
     def export(self, k: int, model: nn.Module) -> nn.Module:  # noqa: D102
         self._check_k(k)
-        model = _expect(model, CNN)
-        convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+        cnn: CNN = _expect(model, CNN)
+        convs = [m for m in cnn.features if isinstance(m, nn.Conv2d)]
         with torch.no_grad():
             for conv, w, b in zip(convs, self.conv_w, self.conv_b, strict=True):
                 conv.weight.copy_(w[k])
-                conv.bias.copy_(b[k])
-        self.head.export(k, model.head)
+                _param(conv, "bias").copy_(b[k])
+        self.head.export(k, cnn.head)
         return model
 
 
@@ -247,7 +258,7 @@ class StackedRNN(StackedModel):
             hid = w_hh.shape[1]
             if self.cell == "gru":
                 full = layer + 1 < len(self.w_ih)
-                outs, h = _GRULayer.apply(seq, w_ih, b_ih, w_hh, b_hh, t, full)
+                outs, h = _GRULayer.apply(seq, w_ih, b_ih, w_hh, b_hh, t, full)  # type: ignore[no-untyped-call]
                 if full:
                     seq = outs.reshape(k, t * b, hid)
                 continue
@@ -259,7 +270,7 @@ class StackedRNN(StackedModel):
             # stack/cat, not a zero-filled full-size gradient per piece taken.
             for g in gi.unbind(1):
                 gh = torch.baddbmm(b_hh, h, w_hh)
-                i_f, gg, o = (g + gh).split([2 * hid, hid, hid], -1)
+                i_f, gg, o = torch.split(g + gh, [2 * hid, hid, hid], -1)
                 i, f = torch.sigmoid(i_f).chunk(2, -1)
                 c = torch.addcmul(f * c, i, torch.tanh(gg))
                 h = torch.sigmoid(o) * torch.tanh(c)
@@ -269,14 +280,14 @@ class StackedRNN(StackedModel):
 
     def export(self, k: int, model: nn.Module) -> nn.Module:  # noqa: D102
         self._check_k(k)
-        model = _expect(model, RNN)
+        rnn: RNN = _expect(model, RNN)
         with torch.no_grad():
             for i in range(len(self.w_ih)):
-                getattr(model.rnn, f"weight_ih_l{i}").copy_(self.w_ih[i][k].t())
-                getattr(model.rnn, f"weight_hh_l{i}").copy_(self.w_hh[i][k].t())
-                getattr(model.rnn, f"bias_ih_l{i}").copy_(self.b_ih[i][k, 0])
-                getattr(model.rnn, f"bias_hh_l{i}").copy_(self.b_hh[i][k, 0])
-        self.head.export(k, model.head)
+                getattr(rnn.rnn, f"weight_ih_l{i}").copy_(self.w_ih[i][k].t())
+                getattr(rnn.rnn, f"weight_hh_l{i}").copy_(self.w_hh[i][k].t())
+                getattr(rnn.rnn, f"bias_ih_l{i}").copy_(self.b_ih[i][k, 0])
+                getattr(rnn.rnn, f"bias_hh_l{i}").copy_(self.b_hh[i][k, 0])
+        self.head.export(k, rnn.head)
         return model
 
 
@@ -384,7 +395,7 @@ class _GRULayer(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         seq: torch.Tensor,
         w_ih: torch.Tensor,
@@ -413,7 +424,7 @@ class _GRULayer(torch.autograd.Function):
         return outs, last
 
     @staticmethod
-    def backward(  # type: ignore[override]
+    def backward(
         ctx: Any, d_outs: torch.Tensor | None, d_last: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, ...]:
         seq1, w_ih1, w_hh1 = ctx.saved_tensors
@@ -431,7 +442,7 @@ class _GRULayer(torch.autograd.Function):
             )
             for (c, e), saved in zip(ctx.chunks, ctx.saved_gates, strict=True)
         ]
-        d_seq = torch.cat([p[0] for p in parts]) if need_seq else None
+        d_seq = torch.cat([p[0] for p in parts if p[0] is not None]) if need_seq else None
         d_w_ih = torch.cat([p[1] for p in parts])
         d_w_hh = torch.cat([p[2] for p in parts])
         return d_seq, d_w_ih[:, :-1], d_w_ih[:, -1:], d_w_hh[:, :-1], d_w_hh[:, -1:], None, None

@@ -814,13 +814,13 @@ def _same_weight_lines(
             if w.weighting != "none" and w.n and w.gain is not None:
                 per_w.setdefault(w.weighting, []).append((c, w.gain))
     best_w, best_spread, lo, hi = None, -1.0, None, None
-    for w, gs in per_w.items():
+    for label, gs in per_w.items():
         if len(gs) < 2:
             continue
         a = min(gs, key=lambda cg: cg[1])
         b = max(gs, key=lambda cg: cg[1])
         if b[1] - a[1] > best_spread:
-            best_w, best_spread, lo, hi = w, b[1] - a[1], a, b
+            best_w, best_spread, lo, hi = label, b[1] - a[1], a, b
     if best_w is None or lo is None or hi is None:
         return []
     if noise > 0:

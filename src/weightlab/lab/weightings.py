@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -83,7 +84,8 @@ def trial_class_weights(
     if config.weighting == "none" or config.weighting in LOSS_WEIGHTINGS:
         return np.ones(counts.shape[0], dtype=np.float64)
     if config.weighting == "power":
-        return np.asarray(class_weights(counts, "power", alpha=config.alpha), dtype=np.float64)
+        alpha = cast(float, config.alpha)  # None is refused by class_weights with a clear message
+        return np.asarray(class_weights(counts, "power", alpha=alpha), dtype=np.float64)
     return np.asarray(class_weights(counts, config.weighting), dtype=np.float64)
 
 
@@ -116,12 +118,18 @@ def trial_loss_fn(config: TrialConfig, train_counts: npt.ArrayLike) -> LossFn | 
     return functools.partial(_LOSSES[config.weighting], counts=counts)
 
 
+def _values(out: object) -> torch.Tensor:
+    """A loss's ``reduction="none"`` output: the per-sample values (never ``LossParts``)."""
+    assert isinstance(out, torch.Tensor)
+    return out
+
+
 def _focal(
     z: torch.Tensor, y: torch.Tensor, w: torch.Tensor, *, counts: torch.Tensor
 ) -> torch.Tensor:
     from weightlab.functional import focal_loss
 
-    return focal_loss(z, y, class_weight=w, reduction="none", validate_args=False)
+    return _values(focal_loss(z, y, class_weight=w, reduction="none", validate_args=False))
 
 
 def _class_balanced(
@@ -129,7 +137,7 @@ def _class_balanced(
 ) -> torch.Tensor:
     from weightlab.functional import class_balanced_loss
 
-    return class_balanced_loss(z, y, counts, reduction="none", validate_args=False) * w[y]
+    return _values(class_balanced_loss(z, y, counts, reduction="none", validate_args=False)) * w[y]
 
 
 def _logit_adjusted(
@@ -137,8 +145,10 @@ def _logit_adjusted(
 ) -> torch.Tensor:
     from weightlab.functional import logit_adjusted_loss
 
-    return logit_adjusted_loss(
-        z, y, counts=counts, class_weight=w, reduction="none", validate_args=False
+    return _values(
+        logit_adjusted_loss(
+            z, y, counts=counts, class_weight=w, reduction="none", validate_args=False
+        )
     )
 
 
@@ -147,8 +157,8 @@ def _balanced_softmax(
 ) -> torch.Tensor:
     from weightlab.functional import balanced_softmax_loss
 
-    return balanced_softmax_loss(
-        z, y, counts, class_weight=w, reduction="none", validate_args=False
+    return _values(
+        balanced_softmax_loss(z, y, counts, class_weight=w, reduction="none", validate_args=False)
     )
 
 
@@ -157,7 +167,9 @@ def _ldam(
 ) -> torch.Tensor:
     from weightlab.functional import ldam_loss
 
-    return ldam_loss(z, y, counts, class_weight=w, reduction="none", validate_args=False)
+    return _values(
+        ldam_loss(z, y, counts, class_weight=w, reduction="none", validate_args=False)
+    )
 
 
 _LOSSES: dict[str, Callable[..., torch.Tensor]] = {
