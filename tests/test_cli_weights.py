@@ -65,6 +65,7 @@ def test_weights_help_names_every_option() -> None:
     for option in (
         "--data", "--column", "--imbalance-ratio", "--seed", "--scheme", "--param",
         "--normalize", "--clip", "--zero-count", "--format", "--list-schemes", "digits-lt",
+        "--multilabel",
     ):  # fmt: skip
         assert option in result.stdout
 
@@ -353,3 +354,248 @@ def test_read_labels_directly() -> None:
     labels = read_labels("digits-lt", imbalance_ratio=100, seed=2)
     assert labels.class_names == tuple(str(i) for i in range(10))
     assert np.bincount(labels.values).tolist()[0] == 100
+
+
+# --------------------------------------------------------------------------- multi-label
+
+
+def reference(y: np.ndarray[Any, Any]) -> tuple[list[int], list[int], list[float]]:
+    """Positives, negatives and pos_weight per label, computed here with numpy alone."""
+    positives = y.astype(np.int64).sum(axis=0)
+    negatives = len(y) - positives
+    return positives.tolist(), negatives.tolist(), (negatives / positives).tolist()
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.int8, np.int64, np.float32, np.float64])
+def test_multilabel_npy_json_matches_numpy(tmp_path: Path, dtype: type) -> None:
+    rng = np.random.default_rng(0)
+    y = (rng.random((500, 4)) < [0.5, 0.2, 0.05, 0.02]).astype(dtype)
+    path = tmp_path / "targets.npy"
+    np.save(path, y)
+    report = as_json("--multilabel", "--data", str(path))
+    positives, negatives, weights = reference(y)
+    assert set(report) == {
+        "data", "description", "n_samples", "num_labels", "zero_count", "labels", "pos_weight",
+    }  # fmt: skip
+    assert report["data"] == str(path) and report["description"] == "targets.npy"
+    assert report["n_samples"] == 500 and report["num_labels"] == 4
+    assert report["zero_count"] == "raise"
+    assert [row["index"] for row in report["labels"]] == [0, 1, 2, 3]
+    assert [row["name"] for row in report["labels"]] == ["0", "1", "2", "3"]
+    assert [row["positives"] for row in report["labels"]] == positives
+    assert [row["negatives"] for row in report["labels"]] == negatives
+    assert [row["share"] for row in report["labels"]] == pytest.approx([p / 500 for p in positives])
+    np.testing.assert_allclose(report["pos_weight"], weights, rtol=1e-12)
+
+
+def test_multilabel_npy_table(tmp_path: Path) -> None:
+    path = tmp_path / "targets.npy"
+    np.save(path, np.array([[1, 0], [1, 1], [0, 0], [0, 0]]))
+    result = invoke("--multilabel", "--data", str(path))
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "targets.npy: 4 samples, 2 labels" in out
+    for word in ("label", "positives", "negatives", "share", "pos_weight"):
+        assert word in out
+    assert "50.0%" in out and "25.0%" in out
+    assert "1.000" in out and "3.000" in out  # 2/2 and 3/1
+    assert "pos_weight = negatives / positives, for BCEWithLogitsLoss(pos_weight=...)" in out
+
+
+def test_multilabel_csv_named_columns_in_the_order_given(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    y = (rng.random((200, 3)) < [0.3, 0.1, 0.6]).astype(int)
+    path = tmp_path / "tags.csv"
+    pd.DataFrame({"id": range(200), "cat": y[:, 0], "dog": y[:, 1], "bird": y[:, 2]}).to_csv(
+        path, index=False
+    )
+    report = as_json("--multilabel", "--data", str(path), "-c", "bird", "-c", "cat", "-c", "bird")
+    order = [2, 0]  # bird, cat; a repeated name counts once
+    positives, negatives, weights = reference(y[:, order])
+    assert report["description"] == "tags.csv" and report["n_samples"] == 200
+    assert [row["name"] for row in report["labels"]] == ["bird", "cat"]
+    assert [row["positives"] for row in report["labels"]] == positives
+    assert [row["negatives"] for row in report["labels"]] == negatives
+    np.testing.assert_allclose(report["pos_weight"], weights, rtol=1e-12)
+    result = invoke("--multilabel", "--data", str(path), "-c", "cat", "-c", "dog")
+    assert result.exit_code == 0, result.output
+    assert "tags.csv: 200 samples, 2 labels" in result.stdout and "dog" in result.stdout
+
+
+def test_multilabel_table_without_column_uses_every_column(tmp_path: Path) -> None:
+    path = tmp_path / "tags.csv"
+    path.write_text("a,b,c\nTrue,0,1.0\nFalse,1,1.0\nTrue,1,0.0\n")  # bool, int and float columns
+    report = as_json("--multilabel", "--data", str(path))
+    assert [(r["name"], r["positives"], r["negatives"]) for r in report["labels"]] == [
+        ("a", 2, 1),
+        ("b", 2, 1),
+        ("c", 2, 1),
+    ]
+    assert report["pos_weight"] == [0.5, 0.5, 0.5]
+
+
+def test_multilabel_parquet(tmp_path: Path) -> None:
+    path = tmp_path / "tags.parquet"
+    pd.DataFrame(
+        {"x": [0.1, 0.2, 0.3, 0.4], "a": [1, 0, 0, 0], "b": [True, True, False, True]}
+    ).to_parquet(path)
+    report = as_json("--multilabel", "--data", str(path), "-c", "a", "-c", "b")
+    assert [r["positives"] for r in report["labels"]] == [1, 3]
+    assert report["pos_weight"] == [3.0, 1 / 3]
+
+
+def test_multilabel_zero_count_policies(tmp_path: Path) -> None:
+    path = tmp_path / "tags.csv"
+    pd.DataFrame({"cat": [1, 0, 1, 1], "dog": [0, 1, 0, 0], "bird": [0, 0, 0, 0]}).to_csv(
+        path, index=False
+    )
+    assert fails("--multilabel", "--data", str(path)) == (
+        "Error: Expected `positives` to be > 0 for every label, but got 0 for labels [2]. Drop the "
+        "labels without positives, or pass zero_count='zero' (weight 0) or zero_count='max' (the "
+        "largest weight). On the command line: --zero-count zero or --zero-count max.\n"
+    )
+    report = as_json("--multilabel", "--data", str(path), "--zero-count", "zero")
+    assert report["zero_count"] == "zero"
+    assert [r["positives"] for r in report["labels"]] == [3, 1, 0]
+    assert [r["negatives"] for r in report["labels"]] == [1, 3, 4]
+    assert report["pos_weight"] == [1 / 3, 3.0, 0.0]
+    assert as_json("--multilabel", "--data", str(path), "--zero-count", "max")["pos_weight"] == [
+        1 / 3,
+        3.0,
+        3.0,
+    ]
+    result = invoke("--multilabel", "--data", str(path), "--zero-count", "zero")
+    assert result.exit_code == 0, result.output
+    assert "labels without positives get weight 0 (--zero-count zero)" in result.stdout
+    assert fails("--multilabel", "--data", str(path), "--zero-count", "skip") == (
+        "Error: Expected `--zero-count` to be one of 'raise', 'zero', 'max', but got 'skip'. "
+        "Pick one of those.\n"
+    )
+
+
+def test_multilabel_refuses_single_label_data(tmp_path: Path) -> None:
+    assert fails("--multilabel") == (
+        "Error: Expected `--data` to be a .csv, .parquet, .pq or .npy file of 0/1 labels with "
+        "--multilabel, but got 'digits-lt', which is single-label (one class per sample). Pass "
+        "--data labels.npy (an (N, L) 0/1 array) or a table of 0/1 label columns, or drop "
+        "--multilabel.\n"
+    )
+    path = tmp_path / "y.npy"
+    np.save(path, np.array([0, 1, 1]))
+    assert fails("--multilabel", "--data", str(path)) == (
+        "Error: Expected `--data` to hold a 2-D (N, L) array of 0/1 labels with --multilabel, but "
+        "got shape (3,) in y.npy. Save one row of 0/1 labels per sample, or drop --multilabel for "
+        "a 1-D array of class indices.\n"
+    )
+    np.save(path, np.zeros((2, 3, 4)))
+    assert "but got shape (2, 3, 4) in y.npy." in fails("--multilabel", "--data", str(path))
+
+
+@pytest.mark.parametrize(
+    ("values", "shown", "label"),
+    [
+        ([[1, 0], [0, 2]], "2", 1),
+        ([[1.0, 0.5]], "0.5", 1),
+        ([[1.0, np.nan]], "nan", 1),
+        ([[-1, 0]], "-1", 0),
+        ([["a", "b"]], "'a'", 0),
+    ],
+)
+def test_multilabel_refuses_values_other_than_0_and_1_in_npy(
+    tmp_path: Path, values: list[list[Any]], shown: str, label: int
+) -> None:
+    path = tmp_path / "y.npy"
+    np.save(path, np.array(values))
+    assert fails("--multilabel", "--data", str(path)) == (
+        f"Error: Expected `--data` to hold only 0 and 1 with --multilabel, but got {shown} in "
+        f"label {label} of y.npy. Save 0/1 (or boolean) labels, or drop --multilabel for class "
+        "indices.\n"
+    )
+
+
+def test_multilabel_refuses_values_other_than_0_and_1_in_tables(tmp_path: Path) -> None:
+    path = tmp_path / "tags.csv"
+    path.write_text("id,cat,dog\n7,1,0\n8,0,yes\n")
+    fix = (
+        "Name the 0/1 label columns with --column (repeat it), or drop --multilabel for class "
+        "indices.\n"
+    )
+    assert fails("--multilabel", "--data", str(path)) == (
+        "Error: Expected `--data` to hold only 0 and 1 with --multilabel, but got 7 in column 'id' "
+        f"of tags.csv. {fix}"
+    )
+    assert fails("--multilabel", "--data", str(path), "-c", "cat", "-c", "dog") == (
+        "Error: Expected `--data` to hold only 0 and 1 with --multilabel, but got 'yes' in column "
+        f"'dog' of tags.csv. {fix}"
+    )
+
+
+def test_multilabel_missing_column_values_and_files(tmp_path: Path) -> None:
+    path = tmp_path / "tags.csv"
+    path.write_text("cat,dog\n1,0\n,1\n")
+    assert fails("--multilabel", "--data", str(path), "-c", "dog", "-c", "emu") == (
+        "Error: Expected `--column` to be a column of tags.csv ('cat', 'dog'), but got 'emu'. "
+        "Pick one of those columns.\n"
+    )
+    assert fails("--multilabel", "--data", str(path), "-c", "cat,dog") == (
+        "Error: Expected `--column` to be a column of tags.csv ('cat', 'dog'), but got 'cat,dog'. "
+        "Pick one of those columns.\n"
+    )
+    assert fails("--multilabel", "--data", str(path)) == (
+        "Error: Expected `--column` to have no missing values, but got 1 missing in column 'cat' "
+        "of tags.csv. Drop or fill them first.\n"
+    )
+    path.write_text("cat,dog\n")
+    assert fails("--multilabel", "--data", str(path)) == (
+        "Error: Expected `--data` to hold at least one sample, but got none in tags.csv. Check the "
+        "file.\n"
+    )
+    assert fails("--multilabel", "--data", "nope.npy") == (
+        "Error: Expected `--data` to be an existing .csv, .parquet, .pq or .npy file with "
+        "--multilabel, but got 'nope.npy', which is no such file. Check the path.\n"
+    )
+    txt = tmp_path / "tags.txt"
+    txt.write_text("1 0\n")
+    assert fails("--multilabel", "--data", str(txt)) == (
+        "Error: Expected `--data` to be a .csv, .parquet, .pq or .npy file, but got "
+        f"{str(txt)!r}. Save the labels in one of those formats.\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "option",
+    [["--scheme", "balanced"], ["-p", "beta=0.9"], ["--normalize", "mean"], ["--clip", "0"]],
+)
+def test_multilabel_refuses_scheme_options(tmp_path: Path, option: list[str]) -> None:
+    path = tmp_path / "y.npy"
+    np.save(path, np.eye(3))
+    name = {"-p": "--param"}.get(option[0], option[0])
+    assert fails("--multilabel", "--data", str(path), *option) == (
+        f"Error: Expected `{name}` to be given only without --multilabel, but got it with "
+        f"--multilabel. Drop {name}: --multilabel prints pos_weight = negatives / positives per "
+        "label, with no scheme, normalisation or clipping.\n"
+    )
+
+
+def test_multilabel_options_that_do_not_apply(tmp_path: Path) -> None:
+    path = tmp_path / "y.npy"
+    np.save(path, np.eye(3))
+    assert fails("--multilabel", "--data", str(path), "-c", "0") == (
+        "Error: Expected `--column` to be given only with a .csv or .parquet file, but got it with "
+        f"--data {path}. Drop --column.\n"
+    )
+    assert fails("--multilabel", "--data", str(path), "--seed", "1") == (
+        "Error: Expected `--seed` to be given only with --data digits-lt, but got it with --data "
+        f"{path}. Drop --seed.\n"
+    )
+
+
+def test_several_columns_need_multilabel(tmp_path: Path) -> None:
+    path = tmp_path / "tags.csv"
+    path.write_text("cat,dog\n1,0\n0,1\n")
+    assert fails("--data", str(path), "-c", "cat", "-c", "dog") == (
+        "Error: Expected `--column` to be given once without --multilabel, but got 2 columns "
+        "('cat', 'dog'). Pass the one label column, or add --multilabel for 0/1 label columns.\n"
+    )
+    report = as_json("--data", str(path), "-c", "dog", "-c", "dog")  # the same column twice is one
+    assert [c["count"] for c in report["classes"]] == [1, 1]

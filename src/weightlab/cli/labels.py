@@ -4,10 +4,14 @@ Sources: the built-in ``digits-lt`` (its long-tailed training split), a label
 column of a ``.csv`` or ``.parquet`` file, or a 1-D ``.npy`` array. Integer
 labels are class indices; any other labels (strings, booleans) are class names,
 mapped to indices in sorted order and kept as names.
+
+Multi-label 0/1 targets (:func:`read_multilabel`): an ``(N, L)`` ``.npy`` array,
+or 0/1 label columns of a ``.csv`` or ``.parquet`` file.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,15 @@ import numpy as np
 
 from weightlab.errors import InvalidValueError, WeightlabError, expected, names
 
-__all__ = ["BUILTIN", "LABEL_COLUMNS", "SUFFIXES", "Labels", "read_labels"]
+__all__ = [
+    "BUILTIN",
+    "LABEL_COLUMNS",
+    "SUFFIXES",
+    "Labels",
+    "MultiLabels",
+    "read_labels",
+    "read_multilabel",
+]
 
 #: Built-in data sets ``--data`` accepts by name.
 BUILTIN = ("digits-lt",)
@@ -79,21 +91,131 @@ def read_labels(
         if column is not None:
             raise _not_applicable("--column", data)
         return _digits_lt(10.0 if imbalance_ratio is None else imbalance_ratio, seed or 0)
+    path = _label_file(
+        data, imbalance_ratio, seed, f"to be {names(BUILTIN)} or an existing {_SUFFIX_TEXT} file"
+    )
+    if path.suffix.lower() == ".npy":
+        if column is not None:
+            raise _not_applicable("--column", data)
+        values, description = _read_npy(path), path.name
+    else:
+        values, description = _read_column(path, column)
+    _check_not_empty(len(values), "label", description)
+    return _as_labels(values, description)
+
+
+@dataclass(frozen=True)
+class MultiLabels:
+    """Multi-label 0/1 targets read from a source, every value checked to be 0 or 1.
+
+    Attributes:
+        values: shape ``(N, L)``, int8 0/1.
+        label_names: the name of each label: the column names of a table,
+            ``"0"``, ``"1"``, ... for an array.
+        description: where the labels come from, for the output's title.
+    """
+
+    values: np.ndarray[Any, Any]
+    label_names: tuple[str, ...]
+    description: str
+
+
+def read_multilabel(
+    data: str,
+    *,
+    columns: Sequence[str] = (),
+    imbalance_ratio: float | None = None,
+    seed: int | None = None,
+) -> MultiLabels:
+    """Read multi-label 0/1 targets: an ``(N, L)`` .npy array, or 0/1 columns of a table.
+
+    Args:
+        data: a path to a .csv, .parquet or .npy file (the built-in data set is
+            single-label and refused).
+        columns: the label columns of a table, in this order; by default every column.
+        imbalance_ratio: not applicable to a file (refused when given).
+        seed: not applicable to a file (refused when given).
+
+    Raises:
+        InvalidValueError: the built-in data set, a missing file, an unknown
+            suffix, an unknown column, missing values, a value other than 0/1,
+            an array that is not 2-D, an unreadable file, or no samples.
+        ImportError: a Parquet file without pyarrow installed.
+
+    Example:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "y.npy")
+        >>> np.save(path, np.array([[1, 0], [1, 1], [0, 0]]))
+        >>> got = read_multilabel(path)
+        >>> got.values.sum(0).tolist(), got.label_names, got.description
+        ([2, 1], ('0', '1'), 'y.npy')
+    """
+    if data in BUILTIN:
+        raise InvalidValueError(
+            expected(
+                "--data",
+                f"to be a {_SUFFIX_TEXT} file of 0/1 labels with --multilabel",
+                f"{data!r}, which is single-label (one class per sample)",
+                "Pass --data labels.npy (an (N, L) 0/1 array) or a table of 0/1 label columns, "
+                "or drop --multilabel.",
+            )
+        )
+    path = _label_file(
+        data, imbalance_ratio, seed, f"to be an existing {_SUFFIX_TEXT} file with --multilabel"
+    )
+    if path.suffix.lower() == ".npy":
+        if columns:
+            raise _not_applicable("--column", data)
+        values = _load_npy(path)
+        if values.ndim != 2 or values.shape[1] == 0:
+            raise InvalidValueError(
+                expected(
+                    "--data",
+                    "to hold a 2-D (N, L) array of 0/1 labels with --multilabel",
+                    f"shape {values.shape} in {path.name}",
+                    "Save one row of 0/1 labels per sample, or drop --multilabel for a 1-D "
+                    "array of class indices.",
+                )
+            )
+        label_names = tuple(str(j) for j in range(values.shape[1]))
+        fix = "Save 0/1 (or boolean) labels, or drop --multilabel for class indices."
+        for j in range(values.shape[1]):
+            _check_indicators(values[:, j], f"label {j} of {path.name}", fix)
+    else:
+        wanted = list(columns)
+        frame = _read_table(
+            path, lambda available: [_pick_column(path, available, c) for c in wanted] or available
+        )
+        label_names = tuple(str(c) for c in frame.columns)
+        fix = (
+            "Name the 0/1 label columns with --column (repeat it), or drop --multilabel for "
+            "class indices."
+        )
+        for name in label_names:
+            where = f"column {name!r} of {path.name}"
+            _check_no_missing(frame[name], where)
+            _check_indicators(frame[name].to_numpy(), where, fix)
+        values = frame.to_numpy()
+    _check_not_empty(values.shape[0], "sample", path.name)
+    return MultiLabels(values.astype(np.int8), label_names, path.name)
+
+
+def _label_file(
+    data: str, imbalance_ratio: float | None, seed: int | None, existing: str
+) -> Path:
+    """``data`` as the path of an existing label file with a known suffix.
+
+    ``existing`` is the expectation a missing file is told.
+    """
     for option, value in (("--imbalance-ratio", imbalance_ratio), ("--seed", seed)):
         if value is not None:
             raise _not_applicable(option, data)
     path = Path(data)
-    suffix = path.suffix.lower()
     if not path.is_file():
         raise InvalidValueError(
-            expected(
-                "--data",
-                f"to be {names(BUILTIN)} or an existing {_SUFFIX_TEXT} file",
-                f"{data!r}, which is no such file",
-                "Check the path.",
-            )
+            expected("--data", existing, f"{data!r}, which is no such file", "Check the path.")
         )
-    if suffix not in SUFFIXES:
+    if path.suffix.lower() not in SUFFIXES:
         raise InvalidValueError(
             expected(
                 "--data",
@@ -102,19 +224,19 @@ def read_labels(
                 "Save the labels in one of those formats.",
             )
         )
-    if suffix == ".npy":
-        if column is not None:
-            raise _not_applicable("--column", data)
-        values, description = _read_npy(path), path.name
-    else:
-        values, description = _read_column(path, column)
-    if values.shape[0] == 0:
+    return path
+
+
+def _check_not_empty(n: int, what: str, description: str) -> None:
+    if n == 0:
         raise InvalidValueError(
             expected(
-                "--data", "to hold at least one label", f"none in {description}", "Check the file."
+                "--data",
+                f"to hold at least one {what}",
+                f"none in {description}",
+                "Check the file.",
             )
         )
-    return _as_labels(values, description)
 
 
 def _digits_lt(imbalance_ratio: float, seed: int) -> Labels:
@@ -141,11 +263,15 @@ def _not_applicable(option: str, data: str) -> InvalidValueError:
     )
 
 
-def _read_npy(path: Path) -> np.ndarray[Any, Any]:
+def _load_npy(path: Path) -> np.ndarray[Any, Any]:
     try:
-        values = np.load(path, allow_pickle=False)
+        return np.asarray(np.load(path, allow_pickle=False))
     except (OSError, ValueError) as err:
         raise _unreadable(path, err) from None
+
+
+def _read_npy(path: Path) -> np.ndarray[Any, Any]:
+    values = _load_npy(path)
     if values.ndim != 1:
         raise InvalidValueError(
             expected(
@@ -155,10 +281,19 @@ def _read_npy(path: Path) -> np.ndarray[Any, Any]:
                 "Save labels.ravel() for masks, or one label per sample.",
             )
         )
-    return np.asarray(values)
+    return values
 
 
 def _read_column(path: Path, column: str | None) -> tuple[np.ndarray[Any, Any], str]:
+    frame = _read_table(path, lambda available: [_pick_column(path, available, column)])
+    name = str(frame.columns[0])
+    description = f"column {name!r} of {path.name}"
+    _check_no_missing(frame[name], description)
+    return frame[name].to_numpy(), description
+
+
+def _read_table(path: Path, pick: Callable[[list[str]], list[str]]) -> Any:
+    """The columns ``pick(all column names)`` of a .csv or .parquet file, as a DataFrame."""
     import pandas as pd
 
     parquet = path.suffix.lower() != ".csv"
@@ -171,19 +306,20 @@ def _read_column(path: Path, column: str | None) -> tuple[np.ndarray[Any, Any], 
                     f"Reading {path.name} needs pyarrow, which is not installed. "
                     f"Install it with: {PARQUET_HINT}"
                 ) from None
-            columns = [str(c) for c in pq.read_schema(path).names]
+            available = [str(c) for c in pq.read_schema(path).names]
         else:
-            columns = [str(c) for c in pd.read_csv(path, nrows=0).columns]
-        column = _pick_column(path, columns, column)
+            available = [str(c) for c in pd.read_csv(path, nrows=0).columns]
+        picked = pick(available)
         if parquet:
-            series = pd.read_parquet(path, columns=[column])[column]
-        else:
-            series = pd.read_csv(path, usecols=[column])[column]
+            return pd.read_parquet(path, columns=picked)
+        return pd.read_csv(path, usecols=picked)[picked]
     except WeightlabError:
         raise
     except (OSError, ValueError) as err:  # pandas' and pyarrow's parse errors are ValueErrors
         raise _unreadable(path, err) from None
-    description = f"column {column!r} of {path.name}"
+
+
+def _check_no_missing(series: Any, description: str) -> None:
     missing = int(series.isna().sum())
     if missing:
         raise InvalidValueError(
@@ -194,7 +330,29 @@ def _read_column(path: Path, column: str | None) -> tuple[np.ndarray[Any, Any], 
                 "Drop or fill them first.",
             )
         )
-    return series.to_numpy(), description
+
+
+def _check_indicators(values: np.ndarray[Any, Any], where: str, fix: str) -> None:
+    """Refuse any value of one label other than 0 and 1 (booleans are fine)."""
+    if values.dtype == np.bool_:
+        return
+    if np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating):
+        bad = ~((values == 0) | (values == 1))
+    else:  # text: every value is wrong; show the first that does not even read as 0 or 1
+        bad = ~np.isin(values.astype(str), ("0", "1", "0.0", "1.0", "True", "False"))
+        if not bad.any():
+            bad = np.ones(values.shape, dtype=bool)
+    if bad.any():
+        value = values[int(np.argmax(bad))]
+        shown = value.item() if isinstance(value, np.generic) else value
+        raise InvalidValueError(
+            expected(
+                "--data",
+                "to hold only 0 and 1 with --multilabel",
+                f"{shown!r} in {where}",
+                fix,
+            )
+        )
 
 
 def _pick_column(path: Path, columns: list[str], column: str | None) -> str:

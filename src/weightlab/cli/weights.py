@@ -1,4 +1,8 @@
-"""``weightlab weights``: per-class counts and the weights every scheme gives them."""
+"""``weightlab weights``: per-class counts and the weights every scheme gives them.
+
+With ``--multilabel``: per-label positives and negatives of 0/1 targets and the
+``pos_weight`` of ``torch.nn.BCEWithLogitsLoss`` (negatives / positives).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,9 @@ from weightlab.weights import (
     ZERO_COUNT_POLICIES,
     class_weights,
     count_labels,
+    count_multilabel,
     list_schemes,
+    pos_weight,
     scheme_defaults,
 )
 
@@ -37,20 +43,30 @@ def weights_command(
         ),
     ] = "digits-lt",
     column: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(
             "--column",
             "-c",
             help="Label column of a .csv/.parquet file. Default: the only column, or one named "
             "target, label, y or class. Integer labels are class indices; other labels are "
-            "class names, sorted.",
+            "class names, sorted. With --multilabel: a 0/1 label column; repeat for several "
+            "(default: every column).",
         ),
     ] = None,
+    multilabel: Annotated[
+        bool,
+        typer.Option(
+            "--multilabel",
+            help="Multi-label 0/1 targets: print positives, negatives and pos_weight "
+            "(negatives / positives, for torch.nn.BCEWithLogitsLoss) of every label. --data is "
+            "an (N, L) .npy array or a .csv/.parquet file of 0/1 label columns.",
+        ),
+    ] = False,
     imbalance_ratio: Annotated[
         float | None,
-        typer.Option(help="digits-lt: head count / tail count.  [default: 10]"),
+        typer.Option(help="digits-lt: head count / tail count. Default: 10."),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="digits-lt: split seed.  [default: 0]")] = None,
+    seed: Annotated[int | None, typer.Option(help="digits-lt: split seed. Default: 0.")] = None,
     scheme: Annotated[
         list[str] | None,
         typer.Option(
@@ -70,12 +86,12 @@ def weights_command(
         ),
     ] = None,
     normalize: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="mean (weights average 1), max (largest is 1), min (smallest is 1) or none "
-            "(the scheme's own scale; 'balanced' is then scikit-learn's)."
+            "(the scheme's own scale; 'balanced' is then scikit-learn's). Default: mean."
         ),
-    ] = "mean",
+    ] = None,
     clip: Annotated[
         float | None,
         typer.Option(help="Largest allowed ratio max(w)/min(w), applied before normalising."),
@@ -83,8 +99,8 @@ def weights_command(
     zero_count: Annotated[
         str,
         typer.Option(
-            help="Classes with no samples: raise (an error), zero (weight 0) or max (the "
-            "largest weight)."
+            help="Classes with no samples (with --multilabel: labels with no positives): raise "
+            "(an error), zero (weight 0) or max (the largest weight)."
         ),
     ] = "raise",
     output_format: Annotated[
@@ -98,51 +114,98 @@ def weights_command(
 ) -> None:
     """Count the labels of a data set and print the weight each scheme gives every class.
 
+    With --multilabel: count the positives and negatives of every label of 0/1
+    targets and print pos_weight (negatives / positives) for BCEWithLogitsLoss.
+
     Examples:
         weightlab weights
 
         weightlab weights --data labels.csv --column species -s balanced -s effective_number
 
         weightlab weights --scheme effective_number --param beta=0.99 --format json
+
+        weightlab weights --multilabel --data targets.npy
+
+        weightlab weights --multilabel --data tags.csv -c cat -c dog --zero-count zero
     """
+    columns = list(dict.fromkeys(column or []))  # repeated names once, in the order given
     try:
         _check_choice("--format", output_format, FORMATS)
         if show_schemes:
             _print_schemes(output_format)
             return
-        chosen = _check_schemes(scheme or list_schemes())
-        params = parse_params(param or [], chosen)
-        _check_choice("--normalize", normalize, NORMALIZATIONS)
-        _check_choice("--zero-count", zero_count, ZERO_COUNT_POLICIES)
-        _check_clip(clip)
-
-        from weightlab.cli.labels import read_labels
-
-        labels = read_labels(data, column=column, imbalance_ratio=imbalance_ratio, seed=seed)
-        num_classes = len(labels.class_names) if labels.class_names is not None else None
-        counts = count_labels(labels.values, num_classes, multilabel=False)
-        class_names = labels.class_names or tuple(str(i) for i in range(len(counts)))
-        weights = {
-            name: class_weights(
-                counts,
-                name,
-                normalize=normalize,  # type: ignore[arg-type]
-                clip=clip,
-                zero_count=zero_count,  # type: ignore[arg-type]
-                **params[name],
+        if multilabel:
+            given = {"--scheme": scheme, "--param": param, "--normalize": normalize, "--clip": clip}
+            _refuse_with_multilabel(
+                [option for option, value in given.items() if value is not None]
             )
-            for name in chosen
-        }
+            _check_choice("--zero-count", zero_count, ZERO_COUNT_POLICIES)
+            report = _multilabel_report(data, columns, imbalance_ratio, seed, zero_count)
+        else:
+            report = _single_label_report(
+                data, columns, imbalance_ratio, seed, scheme, param, normalize, clip, zero_count
+            )
     except ZeroCountError as err:
         _fail(f"{err} On the command line: --zero-count zero or --zero-count max.")
     except (WeightlabError, ImportError) as err:
         _fail(str(err))
-    report = _report(data, labels.description, class_names, counts, weights, params)
-    report.update(normalize=normalize, clip=clip, zero_count=zero_count)
     if output_format == "json":
         sys.stdout.write(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    elif multilabel:
+        _print_multilabel_table(report)
     else:
         _print_table(report)
+
+
+def _single_label_report(
+    data: str,
+    columns: list[str],
+    imbalance_ratio: float | None,
+    seed: int | None,
+    scheme: list[str] | None,
+    param: list[str] | None,
+    normalize: str | None,
+    clip: float | None,
+    zero_count: str,
+) -> dict[str, Any]:
+    chosen = _check_schemes(scheme or list_schemes())
+    params = parse_params(param or [], chosen)
+    normalize = "mean" if normalize is None else normalize
+    _check_choice("--normalize", normalize, NORMALIZATIONS)
+    _check_choice("--zero-count", zero_count, ZERO_COUNT_POLICIES)
+    _check_clip(clip)
+    if len(columns) > 1:
+        raise InvalidValueError(
+            expected(
+                "--column",
+                "to be given once without --multilabel",
+                f"{len(columns)} columns ({names(columns)})",
+                "Pass the one label column, or add --multilabel for 0/1 label columns.",
+            )
+        )
+
+    from weightlab.cli.labels import read_labels
+
+    labels = read_labels(
+        data, column=columns[0] if columns else None, imbalance_ratio=imbalance_ratio, seed=seed
+    )
+    num_classes = len(labels.class_names) if labels.class_names is not None else None
+    counts = count_labels(labels.values, num_classes, multilabel=False)
+    class_names = labels.class_names or tuple(str(i) for i in range(len(counts)))
+    weights = {
+        name: class_weights(
+            counts,
+            name,
+            normalize=normalize,  # type: ignore[arg-type]
+            clip=clip,
+            zero_count=zero_count,  # type: ignore[arg-type]
+            **params[name],
+        )
+        for name in chosen
+    }
+    report = _report(data, labels.description, class_names, counts, weights, params)
+    report.update(normalize=normalize, clip=clip, zero_count=zero_count)
+    return report
 
 
 def parse_params(pairs: list[str], schemes: list[str]) -> dict[str, dict[str, float]]:
@@ -326,3 +389,87 @@ def _print_table(report: dict[str, Any]) -> None:
     console.print(title, style="bold", markup=False, highlight=False)
     console.print(table)
     console.print("; ".join(notes), style="dim", markup=False, highlight=False)
+
+
+# --------------------------------------------------------------------------- multi-label
+
+
+def _refuse_with_multilabel(options: list[str]) -> None:
+    if options:
+        raise InvalidValueError(
+            expected(
+                options[0],
+                "to be given only without --multilabel",
+                "it with --multilabel",
+                f"Drop {options[0]}: --multilabel prints pos_weight = negatives / positives "
+                "per label, with no scheme, normalisation or clipping.",
+            )
+        )
+
+
+def _multilabel_report(
+    data: str,
+    columns: list[str],
+    imbalance_ratio: float | None,
+    seed: int | None,
+    zero_count: str,
+) -> dict[str, Any]:
+    from weightlab.cli.labels import read_multilabel
+
+    labels = read_multilabel(data, columns=columns, imbalance_ratio=imbalance_ratio, seed=seed)
+    label_names, description = labels.label_names, labels.description
+    counts = count_multilabel(labels.values)
+    weights = pos_weight(counts, zero_count=zero_count)  # type: ignore[arg-type]
+    n = counts.n_samples
+    return {
+        "data": data,
+        "description": description,
+        "n_samples": n,
+        "num_labels": len(label_names),
+        "zero_count": zero_count,
+        "labels": [
+            {
+                "index": j,
+                "name": name,
+                "positives": int(p),
+                "negatives": int(q),
+                "share": int(p) / n,
+            }
+            for j, (name, p, q) in enumerate(
+                zip(label_names, counts.positives, counts.negatives, strict=True)
+            )
+        ],
+        "pos_weight": [float(w) for w in weights],
+    }
+
+
+def _print_multilabel_table(report: dict[str, Any]) -> None:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("label", style="bold")
+    table.add_column("positives", justify="right")
+    table.add_column("negatives", justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("pos_weight", justify="right")
+    for row, weight in zip(report["labels"], report["pos_weight"], strict=True):
+        table.add_row(
+            row["name"],
+            str(row["positives"]),
+            str(row["negatives"]),
+            f"{100 * row['share']:.1f}%",
+            f"{weight:.3f}",
+        )
+    notes = [
+        "share = positives / samples",
+        "pos_weight = negatives / positives, for BCEWithLogitsLoss(pos_weight=...)",
+    ]
+    if any(row["positives"] == 0 for row in report["labels"]):
+        given = {"zero": "weight 0", "max": "the largest weight"}[report["zero_count"]]
+        notes.append(f"labels without positives get {given} (--zero-count {report['zero_count']})")
+    console = _console(table)
+    title = f"{report['description']}: {report['n_samples']} samples, {report['num_labels']} labels"
+    console.print(title, style="bold", markup=False, highlight=False)
+    console.print(table)
+    console.print("\n".join(notes), style="dim", markup=False, highlight=False)
