@@ -33,7 +33,7 @@ def test_slice_equals_single_forward_and_backward(arch, layers, head):
     assert all(torch.equal(p[0], p[2]) for p in stacked.parameters())
 
 
-@pytest.mark.parametrize("arch", ["mlp", "cnn", "gru"])
+@pytest.mark.parametrize("arch", ["mlp", "cnn", "gru", "lstm"])
 @pytest.mark.parametrize("head", ["linear", "cosine"])
 def test_stacked_gradients_match_single(arch, head):
     shape = SHAPES[arch]
@@ -111,3 +111,51 @@ def test_bad_model_arguments():
         build_model("cnn", (64,), 2)
     with pytest.raises(InvalidValueError, match="Expected `seeds` to hold at least one seed"):
         build_stacked("mlp", (4,), 2, [])
+
+
+def _layer_inputs(cell: str, k=2, t=3, b=4, f=3, h=5):
+    gates = {"gru": 3, "lstm": 4}[cell]
+    torch.manual_seed(0)
+
+    def leaf(*shape):
+        return (0.5 * torch.randn(*shape, dtype=torch.float64)).requires_grad_()
+
+    return (
+        leaf(k, t * b, f),
+        leaf(k, f, gates * h),
+        leaf(k, 1, gates * h),
+        leaf(k, h, gates * h),
+        leaf(k, 1, gates * h),
+    )
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("full", [False, True])
+def test_recurrent_layer_gradcheck(cell, full):
+    from weightlab.lab.stacked import _RecurrentLayer
+
+    def layer(*args):
+        outs, last = _RecurrentLayer.apply(cell, *args, 3, full)
+        return (outs, last) if full else last
+
+    assert torch.autograd.gradcheck(layer, _layer_inputs(cell))
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_recurrent_layer_chunks_equal_the_whole_stack(cell, monkeypatch):
+    import weightlab.lab.stacked as stacked_module
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # chunking applies at one intra-op thread
+    try:
+        results = []
+        for rows in (4, 10**6):  # one slice per chunk; one chunk
+            monkeypatch.setattr(stacked_module, "RNN_CHUNK_ROWS", rows)
+            inputs = _layer_inputs(cell)
+            outs, last = stacked_module._RecurrentLayer.apply(cell, *inputs, 3, True)
+            (outs.square().sum() + last.sum()).backward()
+            results.append([outs, last, *(x.grad for x in inputs)])
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b)

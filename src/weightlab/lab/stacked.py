@@ -11,12 +11,11 @@ with its own parameters; the slices never mix:
   head is a ``bmm``.
 * **gru**, **lstm** -- a loop over the ``T`` steps does one batched matmul of
   the state ``(K, B, H)`` with the recurrent weights ``(K, H, G*H)`` and the
-  gate arithmetic of ``torch.nn.GRU`` / ``torch.nn.LSTM`` (same gate order,
-  same two bias vectors). The LSTM runs under autograd (input projections of
-  all steps in one ``baddbmm``); the GRU is one hand-written autograd function
-  per layer (:class:`_GRULayer`): no graph of ~10 nodes per step, biases
-  folded into the matmuls, weight gradients accumulated step by step, and
-  chunks of slices so each step's tensors stay in the L2 cache.
+  gate arithmetic of ``torch.nn.GRU`` / ``torch.nn.LSTM`` (same gates, same
+  two bias vectors), as one hand-written autograd function per layer
+  (:class:`_RecurrentLayer`): no graph of ~10 nodes per step, biases folded
+  into the matmuls, weight gradients accumulated step by step, and chunks of
+  slices so each step's tensors stay in the L2 cache.
 
 Inputs are ``(K, B, *shape)``: each slice reads its own mini-batch.
 :func:`build_stacked` initialises slice ``k`` by building the plain model with
@@ -26,7 +25,7 @@ copies slice ``k`` back out into a plain model.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -252,30 +251,21 @@ class StackedRNN(StackedModel):
         k, b, t = x.shape[:3]
         seq = x.transpose(1, 2).reshape(k, t * b, -1)  # time-major per slice
         h = x.new_zeros(0)
-        for layer in range(len(self.w_ih)):
-            w_ih, b_ih = self.w_ih[layer], self.b_ih[layer]
-            w_hh, b_hh = self.w_hh[layer], self.b_hh[layer]
-            hid = w_hh.shape[1]
-            if self.cell == "gru":
-                full = layer + 1 < len(self.w_ih)
-                outs, h = _GRULayer.apply(seq, w_ih, b_ih, w_hh, b_hh, t, full)  # type: ignore[no-untyped-call]
-                if full:
-                    seq = outs.reshape(k, t * b, hid)
-                continue
-            gi = torch.baddbmm(b_ih, seq, w_ih).view(k, t, b, -1)
-            h = x.new_zeros(k, b, hid)
-            c = torch.zeros_like(h)
-            outs = []
-            # unbind/split/chunk rather than indexing: their backward is one
-            # stack/cat, not a zero-filled full-size gradient per piece taken.
-            for g in gi.unbind(1):
-                gh = torch.baddbmm(b_hh, h, w_hh)
-                i_f, gg, o = torch.split(g + gh, [2 * hid, hid, hid], -1)
-                i, f = torch.sigmoid(i_f).chunk(2, -1)
-                c = torch.addcmul(f * c, i, torch.tanh(gg))
-                h = torch.sigmoid(o) * torch.tanh(c)
-                outs.append(h)
-            seq = torch.stack(outs, 1).view(k, t * b, hid)
+        depth = len(self.w_ih)
+        for layer in range(depth):
+            full = layer + 1 < depth  # a lower layer hands all its states up
+            outs, h = _RecurrentLayer.apply(  # type: ignore[no-untyped-call]
+                self.cell,
+                seq,
+                self.w_ih[layer],
+                self.b_ih[layer],
+                self.w_hh[layer],
+                self.b_hh[layer],
+                t,
+                full,
+            )
+            if full:
+                seq = outs.reshape(k, t * b, -1)
         return self.head(h)  # type: ignore[no-any-return]
 
     def export(self, k: int, model: nn.Module) -> nn.Module:  # noqa: D102
@@ -291,10 +281,10 @@ class StackedRNN(StackedModel):
         return model
 
 
-#: Rows (slices x batch) per chunk in :class:`_GRULayer` when torch runs one intra-op
+#: Rows (slices x batch) per chunk in :class:`_RecurrentLayer` when torch runs one intra-op
 #: thread: a chunk's per-step gate tensors stay in the L2 cache (8 slices of a batch of
 #: 64; with more threads the whole stack is one chunk, whose ops the threads share).
-GRU_CHUNK_ROWS = 512
+RNN_CHUNK_ROWS = 512
 
 
 def _gru_forward(
@@ -379,24 +369,119 @@ def _gru_backward(
     return d_x, d_w_ih, d_w_hh
 
 
-class _GRULayer(torch.autograd.Function):
-    """One GRU layer of K slices over all ``T`` steps, with a hand-written backward.
+def _lstm_forward(
+    seq: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, t: int
+) -> tuple[torch.Tensor, ...]:
+    """Run ``kc`` LSTM slices over all ``t`` steps.
 
-    Forward: per chunk of slices (:data:`GRU_CHUNK_ROWS`), the input projections of
-    all steps in one ``bmm``, then per step one ``bmm`` of the state with the
-    recurrent weights and the gate arithmetic of ``torch.nn.GRU`` (same gate
-    order and biases), written into preallocated buffers instead of an
-    autograd graph of ~10 nodes per step. The biases ride in the matmuls as a
-    last weight row against a column of ones (no broadcast copies).
-    Backward: per step the element-wise gate derivatives, the weight (and
-    bias) gradients accumulated with ``baddbmm_`` and one ``baddbmm`` for the
-    state gradient. Chunks of slices keep each step's tensors in the L2 cache.
-    Returns all states ``(K, T, B, H)`` (empty unless ``full``) and the last one.
+    ``seq`` (kc, T*B, F+1) and the weights (kc, F+1, 4H), (kc, H+1, 4H) carry
+    the biases as a last row (as in :func:`_gru_forward`); the gate columns
+    are ordered ``[i, f, o, g]`` so the three sigmoid gates are one op.
+    Returns the states ``s`` (T+1, kc, B, H+1) (``s[i]`` = ``[h_{i-1}, 1]``),
+    the cells ``c`` (T+1, kc, B, H) (``c[0] = 0``), and the saved gates:
+    ``ifo`` (T, kc, B, 3H), ``g`` (T, kc, B, H) and ``tanh(c)`` (T, kc, B, H).
+    """
+    kc, tb, _ = seq.shape
+    b, hid = tb // t, w_hh.shape[1] - 1
+    seq_t = seq.view(kc, t, b, -1)
+    s = seq.new_ones(t + 1, kc, b, hid + 1)
+    s[0, ..., :hid] = 0.0
+    c = seq.new_zeros(t + 1, kc, b, hid)
+    ifo = seq.new_empty(t, kc, b, 3 * hid)
+    g_all = seq.new_empty(t, kc, b, hid)
+    tc = seq.new_empty(t, kc, b, hid)
+    for i in range(t):
+        pre = torch.bmm(seq_t[:, i], w_ih)
+        pre.baddbmm_(s[i], w_hh)
+        torch.sigmoid(pre[..., : 3 * hid], out=ifo[i])
+        torch.tanh(pre[..., 3 * hid :], out=g_all[i])
+        torch.mul(ifo[i, ..., hid : 2 * hid], c[i], out=c[i + 1])  # f * c
+        c[i + 1].addcmul_(ifo[i, ..., :hid], g_all[i])  # + i * g
+        torch.tanh(c[i + 1], out=tc[i])
+        torch.mul(ifo[i, ..., 2 * hid :], tc[i], out=s[i + 1, ..., :hid])  # o * tanh(c)
+    return s, c, ifo, g_all, tc
+
+
+def _lstm_backward(
+    seq: torch.Tensor,
+    w_ih: torch.Tensor,
+    w_hh: torch.Tensor,
+    saved: tuple[torch.Tensor, ...],
+    d_outs: torch.Tensor | None,
+    d_last: torch.Tensor | None,
+    need_seq: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """Gradients of one chunk of LSTM slices: (d_seq, d_w_ih, d_w_hh), biases in the last rows."""
+    s, c, ifo, g_all, tc = saved
+    t, kc, b, hid = tc.shape
+    d_w_hh = tc.new_zeros(w_hh.shape)
+    d_w_ih = tc.new_zeros(w_ih.shape)
+    dh = d_last if d_last is not None else tc.new_zeros(kc, b, hid)
+    dc = tc.new_zeros(kc, b, hid)
+    w_hh_t = w_hh[:, :hid].transpose(1, 2).contiguous()
+    w_ih_t = w_ih[:, :-1].transpose(1, 2).contiguous() if need_seq else None
+    seq_t = seq.view(kc, t, b, -1)
+    one = tc.new_ones(())
+    d_seq = []
+    for i in reversed(range(t)):
+        if d_outs is not None:
+            dh = dh + d_outs[i]
+        gates, g, tci = ifo[i], g_all[i], tc[i]
+        dpre = tc.new_empty(kc, b, 4 * hid)  # gradient of the pre-activations [i, f, o, g]
+        raw = tc.new_empty(kc, b, 3 * hid)  # gradient of the gates i, f, o
+        # dL/dc = dc (from the next step) + dh * o * (1 - tanh(c)^2)
+        dc = torch.addcmul(dc, dh * gates[..., 2 * hid :], torch.addcmul(one, tci, tci, value=-1.0))
+        torch.mul(dc, g, out=raw[..., :hid])  # dL/di
+        torch.mul(dc, c[i], out=raw[..., hid : 2 * hid])  # dL/df
+        torch.mul(dh, tci, out=raw[..., 2 * hid :])  # dL/do
+        sd = torch.addcmul(gates, gates, gates, value=-1.0)  # sigmoid derivatives
+        torch.mul(raw, sd, out=dpre[..., : 3 * hid])
+        dg = torch.mul(dc, gates[..., :hid])  # dL/dg = dc * i, then through tanh
+        torch.mul(dg, torch.addcmul(one, g, g, value=-1.0), out=dpre[..., 3 * hid :])
+        dc = dc * gates[..., hid : 2 * hid]  # dL/dc_prev = dc * f
+        d_w_hh.baddbmm_(s[i].transpose(1, 2), dpre)
+        d_w_ih.baddbmm_(seq_t[:, i].transpose(1, 2), dpre)
+        if w_ih_t is not None:
+            d_seq.append(torch.bmm(dpre, w_ih_t))
+        dh = torch.bmm(dpre, w_hh_t)
+    d_x = torch.stack(d_seq[::-1], 1).view(kc, t * b, -1) if d_seq else None
+    return d_x, d_w_ih, d_w_hh
+
+
+def _lstm_gate_order(hid: int, device: torch.device) -> torch.Tensor:
+    """Columns of PyTorch's LSTM gates ``[i, f, g, o]`` in the order ``[i, f, o, g]``."""
+    i = torch.arange(hid, device=device)
+    return torch.cat([i, i + hid, i + 3 * hid, i + 2 * hid])
+
+
+#: Per cell: (forward of one chunk, backward of one chunk, gate-column order or None).
+_CELLS: dict[str, tuple[Callable[..., tuple[torch.Tensor, ...]], Callable[..., Any], Any]] = {
+    "gru": (_gru_forward, _gru_backward, None),
+    "lstm": (_lstm_forward, _lstm_backward, _lstm_gate_order),
+}
+
+
+class _RecurrentLayer(torch.autograd.Function):
+    """One GRU or LSTM layer of K slices over all ``T`` steps, with a hand-written backward.
+
+    Forward: per chunk of slices (:data:`RNN_CHUNK_ROWS`), per step one ``bmm``
+    of the step's input and one of the state with the recurrent weights, and
+    the gate arithmetic of ``torch.nn.GRU`` / ``torch.nn.LSTM`` (same gates and
+    biases), written into preallocated buffers instead of an autograd graph of
+    ~10 nodes per step. The biases ride in the matmuls as a last weight row
+    against a column of ones (no broadcast copies); the LSTM's gate columns are
+    reordered to ``[i, f, o, g]`` inside (its gradients are put back in
+    PyTorch's order). Backward: per step the element-wise gate derivatives, the
+    weight (and bias) gradients accumulated with ``baddbmm_`` and one ``bmm``
+    for the state gradient. Chunks of slices keep each step's tensors in the L2
+    cache. Returns all states ``(K, T, B, H)`` (empty unless ``full``) and the
+    last one.
     """
 
     @staticmethod
     def forward(
         ctx: Any,
+        cell: str,
         seq: torch.Tensor,
         w_ih: torch.Tensor,
         b_ih: torch.Tensor,
@@ -405,16 +490,20 @@ class _GRULayer(torch.autograd.Function):
         t: int,
         full: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        run_forward, _, gate_order = _CELLS[cell]
         k, tb, f = seq.shape
         hid = w_hh.shape[1]
         seq1 = seq.new_ones(k, tb, f + 1)
         seq1[..., :f] = seq
         w_ih1, w_hh1 = torch.cat([w_ih, b_ih], 1), torch.cat([w_hh, b_hh], 1)
+        order = gate_order(hid, seq.device) if gate_order is not None else None
+        if order is not None:
+            w_ih1, w_hh1 = w_ih1[..., order], w_hh1[..., order]
         # one thread: chunks of slices; more: whole-stack ops, which the threads can share
-        size = max(1, GRU_CHUNK_ROWS // (tb // t)) if torch.get_num_threads() == 1 else k
+        size = max(1, RNN_CHUNK_ROWS // (tb // t)) if torch.get_num_threads() == 1 else k
         chunks = [(c, min(c + size, k)) for c in range(0, k, size)]
-        saved = [_gru_forward(seq1[c:e], w_ih1[c:e], w_hh1[c:e], t) for c, e in chunks]
-        ctx.chunks, ctx.saved_gates = chunks, saved
+        saved = [run_forward(seq1[c:e], w_ih1[c:e], w_hh1[c:e], t) for c, e in chunks]
+        ctx.cell, ctx.order, ctx.chunks, ctx.saved_gates = cell, order, chunks, saved
         ctx.save_for_backward(seq1, w_ih1, w_hh1)
         ctx.set_materialize_grads(False)
         last = torch.cat([sv[0][t, ..., :hid] for sv in saved])
@@ -427,11 +516,12 @@ class _GRULayer(torch.autograd.Function):
     def backward(
         ctx: Any, d_outs: torch.Tensor | None, d_last: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, ...]:
+        _, run_backward, _ = _CELLS[ctx.cell]
         seq1, w_ih1, w_hh1 = ctx.saved_tensors
-        need_seq = bool(ctx.needs_input_grad[0])
+        need_seq = bool(ctx.needs_input_grad[1])
         d_steps = d_outs.transpose(0, 1) if d_outs is not None and d_outs.numel() else None
         parts = [
-            _gru_backward(
+            run_backward(
                 seq1[c:e],
                 w_ih1[c:e],
                 w_hh1[c:e],
@@ -445,7 +535,19 @@ class _GRULayer(torch.autograd.Function):
         d_seq = torch.cat([p[0] for p in parts if p[0] is not None]) if need_seq else None
         d_w_ih = torch.cat([p[1] for p in parts])
         d_w_hh = torch.cat([p[2] for p in parts])
-        return d_seq, d_w_ih[:, :-1], d_w_ih[:, -1:], d_w_hh[:, :-1], d_w_hh[:, -1:], None, None
+        if ctx.order is not None:  # back to PyTorch's gate order
+            back = torch.argsort(ctx.order)
+            d_w_ih, d_w_hh = d_w_ih[..., back], d_w_hh[..., back]
+        return (
+            None,
+            d_seq,
+            d_w_ih[:, :-1],
+            d_w_ih[:, -1:],
+            d_w_hh[:, :-1],
+            d_w_hh[:, -1:],
+            None,
+            None,
+        )
 
 
 def build_stacked(
