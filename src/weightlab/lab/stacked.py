@@ -320,33 +320,65 @@ def _gru_forward(
     return s, gh, rz, n_all
 
 
-def _gru_backward(
+#: One backward step of a cell: ``step(i, dh)`` with ``dh`` the gradient of state ``h_i``
+#: returns the gradients of step ``i``'s input projection and recurrent projection, and
+#: the part of ``dL/dh_{i-1}`` that does not pass through the recurrent matmul (or None).
+BackwardStep = Callable[
+    [int, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+]
+
+
+def _recurrent_backward(
     seq: torch.Tensor,
     w_ih: torch.Tensor,
     w_hh: torch.Tensor,
-    saved: tuple[torch.Tensor, ...],
+    states: torch.Tensor,
     d_outs: torch.Tensor | None,
     d_last: torch.Tensor | None,
     need_seq: bool,
+    step: BackwardStep,
 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-    """Gradients of one chunk of slices: (d_seq, d_w_ih, d_w_hh), biases in the last rows."""
-    s, gh, rz, n_all = saved
-    t, kc, b, hid = n_all.shape
-    d_w_hh = gh.new_zeros(w_hh.shape)
-    d_w_ih = gh.new_zeros(w_ih.shape)
-    dh = d_last if d_last is not None else gh.new_zeros(kc, b, hid)
+    """The backward loop of one chunk of slices, shared by the cells: (d_seq, d_w_ih, d_w_hh).
+
+    ``states`` are the forward's ``s`` (T+1, kc, B, H+1). Per step, from the
+    last: add the gradient of the step's output (``d_outs``), let ``step``
+    give the projections' gradients, accumulate the weight (and bias, the last
+    rows) gradients with ``baddbmm_``, and carry ``dL/dh`` back through the
+    recurrent weights.
+    """
+    t1, kc, b, hid1 = states.shape
+    t, hid = t1 - 1, hid1 - 1
+    d_w_hh = states.new_zeros(w_hh.shape)
+    d_w_ih = states.new_zeros(w_ih.shape)
+    dh = d_last if d_last is not None else states.new_zeros(kc, b, hid)
     w_hh_t = w_hh[:, :hid].transpose(1, 2).contiguous()
     w_ih_t = w_ih[:, :-1].transpose(1, 2).contiguous() if need_seq else None
     seq_t = seq.view(kc, t, b, -1)
-    one = gh.new_ones(())
     d_seq = []
     for i in reversed(range(t)):
         if d_outs is not None:
             dh = dh + d_outs[i]
+        d_in, d_rec, kept = step(i, dh)
+        d_w_hh.baddbmm_(states[i].transpose(1, 2), d_rec)
+        d_w_ih.baddbmm_(seq_t[:, i].transpose(1, 2), d_in)
+        if w_ih_t is not None:
+            d_seq.append(torch.bmm(d_in, w_ih_t))
+        dh = torch.bmm(d_rec, w_hh_t) if kept is None else torch.baddbmm(kept, d_rec, w_hh_t)
+    d_x = torch.stack(d_seq[::-1], 1).view(kc, t * b, -1) if d_seq else None
+    return d_x, d_w_ih, d_w_hh
+
+
+def _gru_step(saved: tuple[torch.Tensor, ...]) -> BackwardStep:
+    """The GRU's backward step over the tensors :func:`_gru_forward` saved."""
+    s, gh, rz, n_all = saved
+    hid = n_all.shape[-1]
+    one = gh.new_ones(())
+
+    def step(i: int, dh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         rzi, n = rz[i], n_all[i]
         r, z = rzi[..., :hid], rzi[..., hid:]
-        dgi = gh.new_empty(kc, b, 3 * hid)  # gradient of the input projection
-        dgh = gh.new_empty(kc, b, 3 * hid)  # gradient of the recurrent projection
+        dgi = gh.new_empty(*dh.shape[:2], 3 * hid)  # gradient of the input projection
+        dgh = torch.empty_like(dgi)  # gradient of the recurrent projection
         # out= into the gate columns, never in place on them: an in-place op on
         # a strided view is many times slower than on a contiguous tensor
         sd = torch.addcmul(rzi, rzi, rzi, value=-1.0)  # sigmoid derivative of r and z
@@ -360,13 +392,9 @@ def _gru_backward(
         dgi[..., 2 * hid :] = d_n
         dgh[..., : 2 * hid] = dgi[..., : 2 * hid]
         torch.mul(d_n, r, out=dgh[..., 2 * hid :])
-        d_w_hh.baddbmm_(s[i].transpose(1, 2), dgh)
-        d_w_ih.baddbmm_(seq_t[:, i].transpose(1, 2), dgi)
-        if w_ih_t is not None:
-            d_seq.append(torch.bmm(dgi, w_ih_t))
-        dh = torch.baddbmm(dh * z, dgh, w_hh_t)
-    d_x = torch.stack(d_seq[::-1], 1).view(kc, t * b, -1) if d_seq else None
-    return d_x, d_w_ih, d_w_hh
+        return dgi, dgh, dh * z  # h_{i-1} also reaches h_i as z * h_{i-1}
+
+    return step
 
 
 def _lstm_forward(
@@ -402,33 +430,18 @@ def _lstm_forward(
     return s, c, ifo, g_all, tc
 
 
-def _lstm_backward(
-    seq: torch.Tensor,
-    w_ih: torch.Tensor,
-    w_hh: torch.Tensor,
-    saved: tuple[torch.Tensor, ...],
-    d_outs: torch.Tensor | None,
-    d_last: torch.Tensor | None,
-    need_seq: bool,
-) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
-    """Gradients of one chunk of LSTM slices: (d_seq, d_w_ih, d_w_hh), biases in the last rows."""
-    s, c, ifo, g_all, tc = saved
-    t, kc, b, hid = tc.shape
-    d_w_hh = tc.new_zeros(w_hh.shape)
-    d_w_ih = tc.new_zeros(w_ih.shape)
-    dh = d_last if d_last is not None else tc.new_zeros(kc, b, hid)
-    dc = tc.new_zeros(kc, b, hid)
-    w_hh_t = w_hh[:, :hid].transpose(1, 2).contiguous()
-    w_ih_t = w_ih[:, :-1].transpose(1, 2).contiguous() if need_seq else None
-    seq_t = seq.view(kc, t, b, -1)
+def _lstm_step(saved: tuple[torch.Tensor, ...]) -> BackwardStep:
+    """The LSTM's backward step over the tensors :func:`_lstm_forward` saved (it carries dL/dc)."""
+    _, c, ifo, g_all, tc = saved
+    hid = tc.shape[-1]
     one = tc.new_ones(())
-    d_seq = []
-    for i in reversed(range(t)):
-        if d_outs is not None:
-            dh = dh + d_outs[i]
+    dc = tc.new_zeros(tc.shape[1:])  # dL/dc of the step after, carried back
+
+    def step(i: int, dh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        nonlocal dc
         gates, g, tci = ifo[i], g_all[i], tc[i]
-        dpre = tc.new_empty(kc, b, 4 * hid)  # gradient of the pre-activations [i, f, o, g]
-        raw = tc.new_empty(kc, b, 3 * hid)  # gradient of the gates i, f, o
+        dpre = tc.new_empty(*dh.shape[:2], 4 * hid)  # gradient of the pre-activations [i f o g]
+        raw = tc.new_empty(*dh.shape[:2], 3 * hid)  # gradient of the gates i, f, o
         # dL/dc = dc (from the next step) + dh * o * (1 - tanh(c)^2)
         dc = torch.addcmul(dc, dh * gates[..., 2 * hid :], torch.addcmul(one, tci, tci, value=-1.0))
         torch.mul(dc, g, out=raw[..., :hid])  # dL/di
@@ -438,14 +451,10 @@ def _lstm_backward(
         torch.mul(raw, sd, out=dpre[..., : 3 * hid])
         dg = torch.mul(dc, gates[..., :hid])  # dL/dg = dc * i, then through tanh
         torch.mul(dg, torch.addcmul(one, g, g, value=-1.0), out=dpre[..., 3 * hid :])
-        dc = dc * gates[..., hid : 2 * hid]  # dL/dc_prev = dc * f
-        d_w_hh.baddbmm_(s[i].transpose(1, 2), dpre)
-        d_w_ih.baddbmm_(seq_t[:, i].transpose(1, 2), dpre)
-        if w_ih_t is not None:
-            d_seq.append(torch.bmm(dpre, w_ih_t))
-        dh = torch.bmm(dpre, w_hh_t)
-    d_x = torch.stack(d_seq[::-1], 1).view(kc, t * b, -1) if d_seq else None
-    return d_x, d_w_ih, d_w_hh
+        dc = dc * gates[..., hid : 2 * hid]  # dL/dc_{i-1} = dc * f
+        return dpre, dpre, None  # h_{i-1} reaches h_i only through the recurrent matmul
+
+    return step
 
 
 def _lstm_gate_order(hid: int, device: torch.device) -> torch.Tensor:
@@ -454,10 +463,10 @@ def _lstm_gate_order(hid: int, device: torch.device) -> torch.Tensor:
     return torch.cat([i, i + hid, i + 3 * hid, i + 2 * hid])
 
 
-#: Per cell: (forward of one chunk, backward of one chunk, gate-column order or None).
+#: Per cell: (forward of one chunk, its backward step, gate-column order or None).
 _CELLS: dict[str, tuple[Callable[..., tuple[torch.Tensor, ...]], Callable[..., Any], Any]] = {
-    "gru": (_gru_forward, _gru_backward, None),
-    "lstm": (_lstm_forward, _lstm_backward, _lstm_gate_order),
+    "gru": (_gru_forward, _gru_step, None),
+    "lstm": (_lstm_forward, _lstm_step, _lstm_gate_order),
 }
 
 
@@ -516,19 +525,20 @@ class _RecurrentLayer(torch.autograd.Function):
     def backward(
         ctx: Any, d_outs: torch.Tensor | None, d_last: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, ...]:
-        _, run_backward, _ = _CELLS[ctx.cell]
+        _, backward_step, _ = _CELLS[ctx.cell]
         seq1, w_ih1, w_hh1 = ctx.saved_tensors
         need_seq = bool(ctx.needs_input_grad[1])
         d_steps = d_outs.transpose(0, 1) if d_outs is not None and d_outs.numel() else None
         parts = [
-            run_backward(
+            _recurrent_backward(
                 seq1[c:e],
                 w_ih1[c:e],
                 w_hh1[c:e],
-                saved,
+                saved[0],
                 d_steps[:, c:e] if d_steps is not None else None,
                 d_last[c:e] if d_last is not None else None,
                 need_seq,
+                backward_step(saved),
             )
             for (c, e), saved in zip(ctx.chunks, ctx.saved_gates, strict=True)
         ]
