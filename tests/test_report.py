@@ -159,3 +159,21 @@ def test_cli_writes_the_report(tmp_path):
 def test_write_report_accepts_a_store_or_a_path(tmp_path):
     p = write_report(MemoryStore(), tmp_path / "sub" / "empty.html")
     assert "No trial failed" in p.read_text()
+
+
+def test_provenance_lists_each_architectures_model_options():
+    from weightlab.lab.study import StudySpec, run_study
+
+    spec = StudySpec(
+        archs=["mlp"], optimizers=["adam"], weightings=["none", "ldam"], seeds=[0], epochs=1,
+        model_params={"mlp": {"hidden": 8}},
+    )  # fmt: skip
+    store = MemoryStore()
+    run_study(spec, store, diagnostics=False)
+    context = build_context(store, diagnostics=False)
+    assert context["models"] == [
+        {"arch": "mlp", "options": "head=cosine, hidden=8", "weightings": "ldam"},
+        {"arch": "mlp", "options": "hidden=8", "weightings": "none"},
+    ]
+    page = render_html(context)
+    assert "<td>head=cosine, hidden=8</td><td>ldam</td>" in page

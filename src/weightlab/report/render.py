@@ -379,11 +379,25 @@ def build_context(
          "weighting": _label(r.config), "seed": r.config.seed, "reason": r.reason}
         for r in failed
     ]  # fmt: skip
+    ctx["models"] = _model_rows(results)
     command = meta.get("command")
     ctx["command"] = " ".join(command) if isinstance(command, list) else (command or "")
     ctx["versions"] = sorted((str(k), str(v)) for k, v in (meta.get("versions") or {}).items())
     ctx["spec"] = json.dumps(spec, indent=2, sort_keys=True) if spec else ""
     return ctx
+
+
+def _model_rows(results: Sequence[TrialResult]) -> list[dict[str, str]]:
+    """Each architecture's model options (size, head) and the weightings trained with them."""
+    used: dict[tuple[str, str], set[str]] = {}
+    for r in results:
+        cfg = r.config
+        options = ", ".join(f"{k}={v}" for k, v in cfg.model_params) or "defaults"
+        used.setdefault((cfg.arch, options), set()).add(cfg.weighting)
+    return [
+        {"arch": arch, "options": options, "weightings": ", ".join(sorted(ws))}
+        for (arch, options), ws in sorted(used.items())
+    ]
 
 
 def _nanmean(vs: Sequence[float]) -> float | None:
