@@ -93,7 +93,7 @@ def study_command(
         typer.Option(
             help="Comma-separated weightings: none, power, weight schemes (balanced, "
             "effective_number, ...) or losses (focal, class_balanced, logit_adjusted, "
-            "balanced_softmax, ldam)."
+            "balanced_softmax, ldam; ldam trains on a cosine head)."
         ),
     ] = None,
     strengths: Annotated[
