@@ -130,3 +130,36 @@ def test_diagnostics_for_trial_at_init_and_stack_export_agree():
         assert b is not None
         np.testing.assert_allclose(a["share_weighted"], b["share_weighted"], rtol=1e-5)
     assert per_trial[1]["loss_mass"] == pytest.approx([1 / 3] * 3)
+
+
+def _smoothed(z, t, w):
+    return F.cross_entropy(z, t, weight=w, label_smoothing=0.2, reduction="none")
+
+
+@pytest.mark.parametrize("loss_fn", [None, _smoothed], ids=["weighted_ce", "smoothed_ce"])
+def test_weighted_and_unweighted_shares_equal_separate_computations(loss_fn):
+    # With weighted CE the unweighted norms are the weighted ones over each class's weight
+    # (one backward pass per class serves both); label smoothing with class weights is not
+    # a per-class factor, so each loss gets its own backward passes. Both must agree with
+    # gradient_shares run once per loss.
+    from weightlab.diagnostics import _scalar_loss
+
+    torch.manual_seed(3)
+    m = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3))
+    x, y = torch.randn(30, 5), torch.tensor([0] * 18 + [1] * 8 + [2] * 4)
+    w = np.array([0.3, 1.0, 4.0])
+    rec = record_diagnostics(m, loss_fn, x, y, w)
+    for key, weights in (("share_weighted", w), ("share_unweighted", np.ones(3))):
+        alone = gradient_shares(m, _scalar_loss(loss_fn, torch.as_tensor(weights)), x, y)
+        np.testing.assert_allclose(rec[key], alone["share"], rtol=1e-5)
+
+
+def test_factor_detects_proportional_rows_only():
+    from weightlab.diagnostics import _factor
+
+    ref = torch.tensor([[0.5, -0.25], [1.0, 0.0]])
+    assert _factor(3.0 * ref, ref) == pytest.approx(3.0)
+    assert _factor(-0.5 * ref, ref) == pytest.approx(-0.5)
+    assert _factor(ref + torch.tensor([[0.0, 0.01], [0.0, 0.0]]), ref) is None
+    assert _factor(torch.zeros(2, 2), torch.zeros(2, 2)) == 0.0
+    assert _factor(ref, torch.zeros(2, 2)) is None

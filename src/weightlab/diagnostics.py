@@ -27,7 +27,10 @@ gradient is exactly zero for every class gets ``None``). For a loss that is a
 class ``c``'s summed loss term; a normalising denominator common to all classes
 cancels in the share. It is computed exactly: one forward pass, then one
 backward pass per class whose output gradient is :math:`\partial L/\partial z`
-masked to that class's rows.
+masked to that class's rows. With and without weights share that backward pass
+when a class's rows of :math:`\partial L/\partial z` differ only by a factor
+(a class weight that multiplies the class's loss terms): the norms then differ
+by that factor.
 
 The **loss mass** of class ``c`` is :math:`m_c = n_c w_c / \sum_{c'} n_{c'} w_{c'}`
 (``n_c``: rows of class ``c`` in the probe batch): the fraction of the weighted
@@ -111,9 +114,21 @@ def _check_batch(x: torch.Tensor, y: torch.Tensor) -> None:
 
 
 def _class_norms(
-    model: nn.Module, loss: ScalarLoss, x: torch.Tensor, y: torch.Tensor, num_classes: int
-) -> tuple[list[str], npt.NDArray[np.float64]]:
-    """``(layers, norms)`` with ``norms[l, c] = ||g_{l,c}||`` (see the module docstring)."""
+    model: nn.Module,
+    losses: Sequence[ScalarLoss],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+) -> tuple[list[str], list[npt.NDArray[np.float64]]]:
+    """``(layers, norms)``, one ``norms[l, c] = ||g_{l,c}||`` per loss (see the module docstring).
+
+    One forward pass serves every loss. Per class, a backward pass is run only
+    when the class's rows of ``dL/dz`` are not proportional to those of a loss
+    already done for that class: a class weight that multiplies the class's
+    per-sample losses scales its rows of ``dL/dz`` by one factor, and the
+    backward pass is linear, so the norms scale by that factor exactly (up to
+    rounding: the rows must agree to 1e-5 of their largest entry).
+    """
     layers = layer_parameters(model)
     params = [p for _, ps in layers for p in ps]
     z = model(x)
@@ -122,25 +137,54 @@ def _class_norms(
             expected("model(x)", "to be logits (B, C)", f"shape {tuple(z.shape)}",
                      "Pass a classifier and a batch it accepts.")
         )  # fmt: skip
-    (dz,) = torch.autograd.grad(loss(z, y), z, retain_graph=True)
-    norms = np.zeros((len(layers), num_classes))
+    dzs = [torch.autograd.grad(loss(z, y), z, retain_graph=True)[0] for loss in losses]
+    norms = [np.zeros((len(layers), num_classes)) for _ in losses]
+    sizes = [len(ps) for _, ps in layers]
     for c in range(num_classes):
-        mask = (y == c).to(dz.dtype).unsqueeze(1)
-        if not bool(mask.any()):
+        rows = y == c
+        if not bool(rows.any()):
             continue
-        grads = torch.autograd.grad(
-            z, params, grad_outputs=dz * mask, retain_graph=True, allow_unused=True
-        )
-        i = 0
-        for li, (_, ps) in enumerate(layers):
-            sq = sum(
-                float((g.detach().double() ** 2).sum())
-                for g in grads[i : i + len(ps)]
-                if g is not None
+        done: list[tuple[torch.Tensor, npt.NDArray[np.float64]]] = []
+        for j, dz in enumerate(dzs):
+            part = dz[rows]
+            column = next(
+                (abs(a) * col for ref, col in done if (a := _factor(part, ref)) is not None), None
             )
-            norms[li, c] = math.sqrt(sq)
-            i += len(ps)
+            if column is None:
+                out = dz * rows.to(dz.dtype).unsqueeze(1)
+                grads = torch.autograd.grad(
+                    z, params, grad_outputs=out, retain_graph=True, allow_unused=True
+                )
+                column = _layer_norms(grads, sizes)
+                done.append((part, column))
+            norms[j][:, c] = column
     return [name for name, _ in layers], norms
+
+
+def _factor(part: torch.Tensor, ref: torch.Tensor) -> float | None:
+    """``a`` with ``part == a * ref`` (to 1e-5 of ``part``'s largest entry), or None."""
+    ref_sq = float((ref.double() ** 2).sum())
+    scale = float(part.abs().max())
+    if ref_sq == 0.0:
+        return 0.0 if scale == 0.0 else None
+    a = float((part.double() * ref.double()).sum()) / ref_sq
+    if float((part.double() - a * ref.double()).abs().max()) > 1e-5 * scale:
+        return None
+    return a
+
+
+def _layer_norms(
+    grads: Sequence[torch.Tensor | None], sizes: Sequence[int]
+) -> npt.NDArray[np.float64]:
+    """The Euclidean norm of each layer's gradients (a layer owns ``sizes[l]`` parameters)."""
+    zero = torch.zeros((), dtype=torch.float64)
+    squares = [zero if g is None else g.detach().double().square().sum() for g in grads]
+    per_param = torch.stack(squares).tolist() if squares else []
+    out, i = [], 0
+    for n in sizes:
+        out.append(math.sqrt(sum(per_param[i : i + n])))
+        i += n
+    return np.asarray(out, dtype=np.float64)
 
 
 def _shares(norms: npt.NDArray[np.float64]) -> list[list[float | None]]:
@@ -193,10 +237,14 @@ def gradient_shares(
     _check_batch(x, y)
     with torch.no_grad():
         c = num_classes if num_classes is not None else int(model(x[:1]).shape[-1])
-    layers, norms = _class_norms(model, loss, x, y.long(), c)
+    layers, (norms,) = _class_norms(model, [loss], x, y.long(), c)
+    return _shares_dict(layers, norms)
+
+
+def _shares_dict(layers: list[str], norms: npt.NDArray[np.float64]) -> dict[str, Any]:
     return {
         "layers": layers,
-        "classes": list(range(c)),
+        "classes": list(range(norms.shape[1])),
         "share": _shares(norms),
         "norm": [[_finite(v) for v in row] for row in norms],
     }
@@ -280,10 +328,9 @@ def record_diagnostics(
     was_training = model.training
     model.eval()
     try:
-        weighted = gradient_shares(model, _scalar_loss(loss_fn, w), probe_x, y, num_classes=c)
-        plain = gradient_shares(
-            model, _scalar_loss(loss_fn, torch.ones(c, dtype=w.dtype)), probe_x, y, num_classes=c
-        )
+        losses = [_scalar_loss(loss_fn, w), _scalar_loss(loss_fn, torch.ones(c, dtype=w.dtype))]
+        layers, (norms_w, norms_1) = _class_norms(model, losses, probe_x, y, c)
+        weighted, plain = _shares_dict(layers, norms_w), _shares_dict(layers, norms_1)
     finally:
         model.train(was_training)
         model.zero_grad(set_to_none=True)
