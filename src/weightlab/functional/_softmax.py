@@ -104,7 +104,10 @@ class _TargetNLL(torch.autograd.Function):
         if margin is not None:
             z = z.clone() if z is logits else z
             z.scatter_add_(1, index, (margin * -scale)[safe].unsqueeze(1))
-        log_p = torch.log_softmax(z, dim=1)
+        if z is logits or z.dim() != 2:
+            log_p = torch.log_softmax(z, dim=1)
+        else:  # z is this function's own buffer: overwrite it (one (N, C) allocation less)
+            log_p = torch.log_softmax(z, dim=1, out=z)
         del z
         coef: Tensor | None = None
         if gamma == 0.0 and log_p.dim() == 2:
