@@ -70,6 +70,8 @@ def test_matches_direct_library_calls():
     onehot = np.eye(c)[y]
     ap = average_precision_score(onehot, probs, average="macro")
     assert m["macro_auprc"] == pytest.approx(ap)
+    one_vs_rest = [average_precision_score(y == k, probs[:, k]) for k in range(c)]
+    assert pc["average_precision"] == pytest.approx(one_vs_rest)
     ece = multiclass_calibration_error(
         torch.tensor(probs, dtype=torch.float32), torch.tensor(y), num_classes=c, n_bins=15
     )

@@ -227,10 +227,15 @@ def compute_metrics(
         )
         gmean = float(geometric_mean_score(y, pred, labels=labels, average="multiclass"))
     tail = tail_classes(counts)
-    ap = [
-        float(average_precision_score(y == c, probs[:, c].numpy())) if np.any(y == c) else math.nan
-        for c in labels
-    ]
+    # one-vs-rest AP of every class present in the test split, in one call (one input check)
+    present = [c for c in labels if np.any(y == c)]
+    ap_present = average_precision_score(
+        (y[:, None] == np.asarray(present)[None, :]).astype(np.int64),
+        probs[:, present].numpy(),
+        average=None,
+    )
+    by_class = dict(zip(present, np.atleast_1d(ap_present).tolist(), strict=True))
+    ap = [float(by_class[c]) if c in by_class else math.nan for c in labels]
     present_ap = [a for a in ap if not math.isnan(a)]
     ece = multiclass_calibration_error(
         probs.float(), torch.from_numpy(y), num_classes=num_classes, n_bins=ECE_BINS, norm="l1"
