@@ -92,9 +92,7 @@ class StackedHead(nn.Module):
         super().__init__()
         self.cosine = isinstance(heads[0], CosineLinear)
         self.weight = _stack([_param(h, "weight").t() for h in heads])
-        self.bias = (
-            None if self.cosine else _stack([_param(h, "bias").unsqueeze(0) for h in heads])
-        )
+        self.bias = None if self.cosine else _stack([_param(h, "bias").unsqueeze(0) for h in heads])
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         """Logits ``(K, B, C)`` of features ``(K, B, F)``."""
@@ -294,38 +292,43 @@ def _gru_forward(
 
     ``seq`` (kc, T*B, F+1) and the weights (kc, F+1, 3H), (kc, H+1, 3H) carry
     the biases as a last row, matched by a column of ones in the inputs and
-    states, so every projection is one ``bmm`` with no bias to broadcast.
+    states, so every projection is one ``bmm`` with no bias to broadcast. The
+    input weights' gate columns are ``[n, r, z]``, the recurrent ones' PyTorch's
+    ``[r, z, n]`` (see :func:`_gru_step`). ``r`` and ``z`` accumulate both
+    projections in one output (``baddbmm_``), so they take no separate add.
     Returns the states ``s`` (T+1, kc, B, H+1) (``s[i]`` = ``[h_{i-1}, 1]``,
-    ``h_{-1} = 0``) and the saved gates: recurrent projections ``gh`` (T, kc,
-    B, 3H), sigmoid gates ``rz`` (T, kc, B, 2H), tanh gate ``n`` (T, kc, B, H).
+    ``h_{-1} = 0``) and the saved gates: the recurrent projection of ``n``
+    ``ghn`` (T, kc, B, H), sigmoid gates ``rz`` (T, kc, B, 2H), tanh gate
+    ``n`` (T, kc, B, H).
     """
     kc, tb, _ = seq.shape
     b, hid = tb // t, w_hh.shape[1] - 1
     seq_t = seq.view(kc, t, b, -1)
+    wi_n, wi_rz = w_ih[..., :hid].contiguous(), w_ih[..., hid:].contiguous()
+    wh_rz, wh_n = w_hh[..., : 2 * hid].contiguous(), w_hh[..., 2 * hid :].contiguous()
     # step-major buffers: every step's slice is contiguous, so the batched
     # matmuls write and read it in place (a strided bmm output falls back to a loop)
     s = seq.new_ones(t + 1, kc, b, hid + 1)
     s[0, ..., :hid] = 0.0
-    gh = seq.new_empty(t, kc, b, 3 * hid)
+    ghn = seq.new_empty(t, kc, b, hid)
     rz = seq.new_empty(t, kc, b, 2 * hid)
     n_all = seq.new_empty(t, kc, b, hid)
     for i in range(t):
-        ghi, rzi, n = gh[i], rz[i], n_all[i]
-        g = torch.bmm(seq_t[:, i], w_ih)  # this step's input projection, while it is in cache
-        torch.bmm(s[i], w_hh, out=ghi)
-        torch.add(g[..., : 2 * hid], ghi[..., : 2 * hid], out=rzi).sigmoid_()
-        torch.addcmul(g[..., 2 * hid :], rzi[..., :hid], ghi[..., 2 * hid :], out=n).tanh_()
+        x, rzi, n = seq_t[:, i], rz[i], n_all[i]  # x: this step's input, while it is in cache
+        torch.bmm(x, wi_rz, out=rzi)
+        rzi.baddbmm_(s[i], wh_rz).sigmoid_()
+        torch.bmm(s[i], wh_n, out=ghn[i])
+        torch.bmm(x, wi_n, out=n)
+        n.addcmul_(rzi[..., :hid], ghn[i]).tanh_()
         # (1 - z) * n + z * h
         torch.lerp(n, s[i, ..., :hid], rzi[..., hid:], out=s[i + 1, ..., :hid])
-    return s, gh, rz, n_all
+    return s, ghn, rz, n_all
 
 
 #: One backward step of a cell: ``step(i, dh)`` with ``dh`` the gradient of state ``h_i``
 #: returns the gradients of step ``i``'s input projection and recurrent projection, and
 #: the part of ``dL/dh_{i-1}`` that does not pass through the recurrent matmul (or None).
-BackwardStep = Callable[
-    [int, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
-]
+BackwardStep = Callable[[int, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]
 
 
 def _recurrent_backward(
@@ -368,31 +371,39 @@ def _recurrent_backward(
     return d_x, d_w_ih, d_w_hh
 
 
+_sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input  # grad * y * (1 - y), out=
+_tanh_backward = torch.ops.aten.tanh_backward.grad_input  # grad * (1 - y^2), out=
+
+
 def _gru_step(saved: tuple[torch.Tensor, ...]) -> BackwardStep:
-    """The GRU's backward step over the tensors :func:`_gru_forward` saved."""
-    s, gh, rz, n_all = saved
+    """The GRU's backward step over the tensors :func:`_gru_forward` saved.
+
+    Per step one buffer ``[dn | dr | dz | dn * r]`` (kc, B, 4H) holds both
+    projections' gradients without a copy: its first three blocks are the
+    input projection's ``[n, r, z]``, its last three the recurrent one's
+    ``[r, z, n]``.
+    """
+    s, ghn, rz, n_all = saved
     hid = n_all.shape[-1]
-    one = gh.new_ones(())
 
     def step(i: int, dh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         rzi, n = rz[i], n_all[i]
         r, z = rzi[..., :hid], rzi[..., hid:]
-        dgi = gh.new_empty(*dh.shape[:2], 3 * hid)  # gradient of the input projection
-        dgh = torch.empty_like(dgi)  # gradient of the recurrent projection
-        # out= into the gate columns, never in place on them: an in-place op on
-        # a strided view is many times slower than on a contiguous tensor
-        sd = torch.addcmul(rzi, rzi, rzi, value=-1.0)  # sigmoid derivative of r and z
-        d_n = torch.addcmul(dh, dh, z, value=-1.0)  # dL/dn = dh * (1 - z)
-        d_n.mul_(torch.addcmul(one, n, n, value=-1.0))  # through tanh
-        tmp = torch.sub(s[i, ..., :hid], n)
-        tmp.mul_(dh)  # dL/dz = dh * (h_prev - n)
-        torch.mul(tmp, sd[..., hid:], out=dgi[..., hid : 2 * hid])
-        tmp = torch.mul(d_n, gh[i, ..., 2 * hid :])  # dL/dr
-        torch.mul(tmp, sd[..., :hid], out=dgi[..., :hid])
-        dgi[..., 2 * hid :] = d_n
-        dgh[..., : 2 * hid] = dgi[..., : 2 * hid]
-        torch.mul(d_n, r, out=dgh[..., 2 * hid :])
-        return dgi, dgh, dh * z  # h_{i-1} also reaches h_i as z * h_{i-1}
+        grads = dh.new_empty(*dh.shape[:2], 4 * hid)
+        d_n = grads[..., :hid]
+        # dL/dn = dh * (1 - z), through tanh
+        _tanh_backward(torch.addcmul(dh, dh, z, value=-1.0), n, grad_input=d_n)
+        # dL/dr = dL/dn * ghn, dL/dz = dh * (h_prev - n), through the sigmoids
+        _sigmoid_backward(d_n * ghn[i], r, grad_input=grads[..., hid : 2 * hid])
+        _sigmoid_backward(
+            torch.sub(s[i, ..., :hid], n).mul_(dh), z, grad_input=grads[..., 2 * hid : 3 * hid]
+        )
+        torch.mul(d_n, r, out=grads[..., 3 * hid :])  # the recurrent n projection's gradient
+        return (
+            grads[..., : 3 * hid],
+            grads[..., hid:],
+            dh * z,
+        )  # h_{i-1} also reaches h_i as z * h_{i-1}
 
     return step
 
@@ -457,15 +468,26 @@ def _lstm_step(saved: tuple[torch.Tensor, ...]) -> BackwardStep:
     return step
 
 
-def _lstm_gate_order(hid: int, device: torch.device) -> torch.Tensor:
-    """Columns of PyTorch's LSTM gates ``[i, f, g, o]`` in the order ``[i, f, o, g]``."""
+#: The gate-column orders of a cell's (input, recurrent) weights inside
+#: :class:`_RecurrentLayer`, given ``H``; None keeps PyTorch's order.
+GateOrder = Callable[[int, torch.device], tuple[torch.Tensor | None, torch.Tensor | None]]
+
+
+def _gru_gate_order(hid: int, device: torch.device) -> tuple[torch.Tensor, None]:
+    """The GRU's input gate columns ``[r, z, n]`` as ``[n, r, z]``; recurrent ones unchanged."""
+    return torch.arange(3 * hid, device=device).roll(hid), None
+
+
+def _lstm_gate_order(hid: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Columns of PyTorch's LSTM gates ``[i, f, g, o]`` in the order ``[i, f, o, g]`` (both)."""
     i = torch.arange(hid, device=device)
-    return torch.cat([i, i + hid, i + 3 * hid, i + 2 * hid])
+    order = torch.cat([i, i + hid, i + 3 * hid, i + 2 * hid])
+    return order, order
 
 
-#: Per cell: (forward of one chunk, its backward step, gate-column order or None).
-_CELLS: dict[str, tuple[Callable[..., tuple[torch.Tensor, ...]], Callable[..., Any], Any]] = {
-    "gru": (_gru_forward, _gru_step, None),
+#: Per cell: (forward of one chunk, its backward step, gate-column orders).
+_CELLS: dict[str, tuple[Callable[..., tuple[torch.Tensor, ...]], Callable[..., Any], GateOrder]] = {
+    "gru": (_gru_forward, _gru_step, _gru_gate_order),
     "lstm": (_lstm_forward, _lstm_step, _lstm_gate_order),
 }
 
@@ -505,9 +527,11 @@ class _RecurrentLayer(torch.autograd.Function):
         seq1 = seq.new_ones(k, tb, f + 1)
         seq1[..., :f] = seq
         w_ih1, w_hh1 = torch.cat([w_ih, b_ih], 1), torch.cat([w_hh, b_hh], 1)
-        order = gate_order(hid, seq.device) if gate_order is not None else None
-        if order is not None:
-            w_ih1, w_hh1 = w_ih1[..., order], w_hh1[..., order]
+        order = gate_order(hid, seq.device)
+        if order[0] is not None:
+            w_ih1 = w_ih1[..., order[0]]
+        if order[1] is not None:
+            w_hh1 = w_hh1[..., order[1]]
         # one thread: chunks of slices; more: whole-stack ops, which the threads can share
         size = max(1, RNN_CHUNK_ROWS // (tb // t)) if torch.get_num_threads() == 1 else k
         chunks = [(c, min(c + size, k)) for c in range(0, k, size)]
@@ -545,9 +569,10 @@ class _RecurrentLayer(torch.autograd.Function):
         d_seq = torch.cat([p[0] for p in parts if p[0] is not None]) if need_seq else None
         d_w_ih = torch.cat([p[1] for p in parts])
         d_w_hh = torch.cat([p[2] for p in parts])
-        if ctx.order is not None:  # back to PyTorch's gate order
-            back = torch.argsort(ctx.order)
-            d_w_ih, d_w_hh = d_w_ih[..., back], d_w_hh[..., back]
+        if ctx.order[0] is not None:  # back to PyTorch's gate order
+            d_w_ih = d_w_ih[..., torch.argsort(ctx.order[0])]
+        if ctx.order[1] is not None:
+            d_w_hh = d_w_hh[..., torch.argsort(ctx.order[1])]
         return (
             None,
             d_seq,
