@@ -500,9 +500,9 @@ class _RecurrentLayer(torch.autograd.Function):
     the gate arithmetic of ``torch.nn.GRU`` / ``torch.nn.LSTM`` (same gates and
     biases), written into preallocated buffers instead of an autograd graph of
     ~10 nodes per step. The biases ride in the matmuls as a last weight row
-    against a column of ones (no broadcast copies); the LSTM's gate columns are
-    reordered to ``[i, f, o, g]`` inside (its gradients are put back in
-    PyTorch's order). Backward: per step the element-wise gate derivatives, the
+    against a column of ones (no broadcast copies); gate columns are reordered
+    inside where it saves work (the LSTM's to ``[i, f, o, g]``, the GRU's input
+    columns to ``[n, r, z]``) and the gradients are put back in PyTorch's order. Backward: per step the element-wise gate derivatives, the
     weight (and bias) gradients accumulated with ``baddbmm_`` and one ``bmm``
     for the state gradient. Chunks of slices keep each step's tensors in the L2
     cache. Returns all states ``(K, T, B, H)`` (empty unless ``full``) and the
