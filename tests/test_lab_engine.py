@@ -11,13 +11,16 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 from weightlab.errors import InvalidValueError, InvalidWeightError, ShapeMismatchError
 from weightlab.lab.data import load_data
 from weightlab.lab.engine import (
+    EVAL_ROWS,
     run_stacks,
+    stacked_logits,
     stacked_val_metric,
     train_single,
     train_stack,
     weighted_cross_entropy,
 )
 from weightlab.lab.optim import OPTIMIZERS, make_optimizer
+from weightlab.lab.stacked import build_stacked
 from weightlab.lab.trial import TrialConfig
 
 
@@ -294,3 +297,25 @@ def test_one_loss_per_slice(digits):
         "Expected `loss_fn` to be one loss function or a sequence of 3 (one per config), but "
         "got a sequence of 2. Pass one callable per config."
     )
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn", "gru"])
+def test_stacked_logits_in_blocks_equal_one_pass_in_order(arch):
+    data = load_data("digits-lt").inputs(arch)
+    k = 32
+    model = build_stacked(arch, data.x_test.shape[1:], 10, seeds=range(k), hidden=8)
+    assert len(data.x_test) > EVAL_ROWS // k  # more than one block
+    with torch.no_grad():
+        blocked = stacked_logits(model, data.x_test, k)
+        whole = model(data.x_test.unsqueeze(0).expand(k, *data.x_test.shape))
+    assert blocked.shape == (k, len(data.x_test), 10)
+    torch.testing.assert_close(blocked, whole, atol=1e-5, rtol=1e-5)
+
+
+def test_stacked_logits_of_one_model_is_one_block():
+    model = build_stacked("mlp", (4,), 3, seeds=[0], hidden=8)
+    x = torch.rand(EVAL_ROWS, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            stacked_logits(model, x, 1), model(x.unsqueeze(0)), atol=0, rtol=0
+        )

@@ -62,6 +62,7 @@ __all__ = [
     "Stack",
     "epoch_orders",
     "run_stacks",
+    "stacked_logits",
     "stacked_val_metric",
     "train_single",
     "train_stack",
@@ -76,6 +77,11 @@ ProgressFn = Callable[[int, int], None]
 #: Validation metrics the engines can track per epoch.
 VAL_METRICS = ("balanced_accuracy", "macro_f1")
 Checkpoint = Literal["best", "last"]
+#: Stacked rows (slices x examples) per evaluation block: K slices evaluate
+#: ``EVAL_ROWS // K`` examples at a time, so a block's activations stay in the
+#: cache (K = 32 GRU slices on the 500 test rows: 71 ms in one block, 43 ms in
+#: blocks of 64). A single model (K = 1) evaluates up to 2048 rows in one block.
+EVAL_ROWS = 2048
 
 
 def weighted_cross_entropy(
@@ -356,7 +362,6 @@ def train_stack(
     all_alive = on_cpu = d.x_train.device.type == "cpu"
     failed_at = torch.zeros(k, dtype=torch.long)
     loss_curve, val_curve = [], []
-    x_val = d.x_val.unsqueeze(0).expand(k, *d.x_val.shape)
     best_val = torch.full((k,), -math.inf)
     best = [p.detach().clone() for p in params] if checkpoint == "best" else []
     t_train = t_eval = 0.0
@@ -397,7 +402,7 @@ def train_stack(
         loss_curve.append(epoch_sum / n)
         t1 = time.perf_counter()
         with torch.no_grad():
-            score = stacked_val_metric(model(x_val), d.y_val, val_metric)
+            score = stacked_val_metric(stacked_logits(model, d.x_val, k), d.y_val, val_metric)
             val_curve.append(score)
             if checkpoint == "best":
                 better = alive & (score > best_val)
@@ -419,7 +424,7 @@ def train_stack(
         if checkpoint == "best":
             for p, b in zip(params, best, strict=True):
                 p.copy_(b)
-        test_logits = model(d.x_test.unsqueeze(0).expand(k, *d.x_test.shape)).numpy()
+        test_logits = stacked_logits(model, d.x_test, k).numpy()
     t_eval += time.perf_counter() - t1
     diag_final = diagnose() if diagnose else [None] * k
     losses = torch.stack(loss_curve, 1).tolist()
@@ -445,6 +450,26 @@ def train_stack(
         )
         for i, cfg in enumerate(configs)
     ]
+
+
+def stacked_logits(model: nn.Module, x: torch.Tensor, k: int) -> torch.Tensor:
+    """Logits ``(K, N, C)`` of a K-slice model on inputs ``x`` (N, ...) that every slice sees.
+
+    Evaluated in blocks of ``EVAL_ROWS // K`` examples (rows are independent,
+    so the blocks only change where the work happens, not the result beyond
+    float rounding).
+
+    Example:
+        >>> from weightlab.lab.stacked import build_stacked
+        >>> model = build_stacked("mlp", (4,), 3, seeds=[0, 1], hidden=8)
+        >>> stacked_logits(model, torch.rand(5000, 4), 2).shape
+        torch.Size([2, 5000, 3])
+    """
+    rows = max(1, EVAL_ROWS // k)
+    xs = x.unsqueeze(0).expand(k, *x.shape)
+    if len(x) <= rows:
+        return model(xs)  # type: ignore[no-any-return]
+    return torch.cat([model(xs[:, s : s + rows]) for s in range(0, len(x), rows)], 1)
 
 
 def _stack_diagnostics(
