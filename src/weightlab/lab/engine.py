@@ -49,6 +49,7 @@ from torch import nn
 
 from weightlab.errors import InvalidValueError, InvalidWeightError, ShapeMismatchError, expected
 from weightlab.errors import names as _names
+from weightlab.lab.allocator import retain_freed_memory
 from weightlab.lab.data import LabData
 from weightlab.lab.models import ARCHITECTURES, build_model, check_arch
 from weightlab.lab.optim import make_optimizer
@@ -336,6 +337,7 @@ def train_stack(
         (['done', 'done'], 2, 500)
     """
     _check_stack(configs)
+    retain_freed_memory()
     _check_metric(val_metric, checkpoint)
     cfg0 = configs[0]
     check_arch(cfg0.arch)
@@ -591,6 +593,7 @@ def train_single(
     """
     _check_metric(val_metric, checkpoint)
     _check_config(config, len(data.y_train))
+    retain_freed_memory()
     c = data.num_classes
     w = _weights([class_weight], 1, c)[0]
     lab_arch = config.arch in ARCHITECTURES
