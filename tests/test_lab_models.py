@@ -121,7 +121,7 @@ def _layer_inputs(cell: str, k=2, t=3, b=4, f=3, h=5):
         return (0.5 * torch.randn(*shape, dtype=torch.float64)).requires_grad_()
 
     return (
-        leaf(k, t * b, f),
+        leaf(k, t, b, f),
         leaf(k, f, gates * h),
         leaf(k, 1, gates * h),
         leaf(k, h, gates * h),
@@ -135,7 +135,7 @@ def test_recurrent_layer_gradcheck(cell, full):
     from weightlab.lab.stacked import _RecurrentLayer
 
     def layer(*args):
-        outs, last = _RecurrentLayer.apply(cell, *args, 3, full)
+        outs, last = _RecurrentLayer.apply(cell, *args, full)
         return (outs, last) if full else last
 
     assert torch.autograd.gradcheck(layer, _layer_inputs(cell))
@@ -152,7 +152,7 @@ def test_recurrent_layer_chunks_equal_the_whole_stack(cell, monkeypatch):
         for rows in (4, 10**6):  # one slice per chunk; one chunk
             monkeypatch.setattr(stacked_module, "RNN_CHUNK_ROWS", rows)
             inputs = _layer_inputs(cell)
-            outs, last = stacked_module._RecurrentLayer.apply(cell, *inputs, 3, True)
+            outs, last = stacked_module._RecurrentLayer.apply(cell, *inputs, True)
             (outs.square().sum() + last.sum()).backward()
             results.append([outs, last, *(x.grad for x in inputs)])
     finally:

@@ -246,24 +246,20 @@ class StackedRNN(StackedModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(K, B, C)`` of sequences ``(K, B, T, F)``."""
-        k, b, t = x.shape[:3]
-        seq = x.transpose(1, 2).reshape(k, t * b, -1)  # time-major per slice
+        seq = x.transpose(1, 2)  # time-major per slice (K, T, B, F), a view
         h = x.new_zeros(0)
         depth = len(self.w_ih)
         for layer in range(depth):
             full = layer + 1 < depth  # a lower layer hands all its states up
-            outs, h = _RecurrentLayer.apply(  # type: ignore[no-untyped-call]
+            seq, h = _RecurrentLayer.apply(  # type: ignore[no-untyped-call]
                 self.cell,
                 seq,
                 self.w_ih[layer],
                 self.b_ih[layer],
                 self.w_hh[layer],
                 self.b_hh[layer],
-                t,
                 full,
             )
-            if full:
-                seq = outs.reshape(k, t * b, -1)
         return self.head(h)  # type: ignore[no-any-return]
 
     def export(self, k: int, model: nn.Module) -> nn.Module:  # noqa: D102
@@ -283,6 +279,18 @@ class StackedRNN(StackedModel):
 #: thread: a chunk's per-step gate tensors stay in the L2 cache (8 slices of a batch of
 #: 64; with more threads the whole stack is one chunk, whose ops the threads share).
 RNN_CHUNK_ROWS = 512
+
+
+def _state_buffer(seq: torch.Tensor, t: int, hid: int) -> torch.Tensor:
+    """The states ``s`` (T+1, kc, B, H+1) of a chunk: ``s[i] = [h_{i-1}, 1]``, ``h_{-1} = 0``.
+
+    Only the ones column and ``h_{-1}`` are filled; the steps write the rest.
+    """
+    kc, tb, _ = seq.shape
+    s = seq.new_empty(t + 1, kc, tb // t, hid + 1)
+    s[..., hid] = 1.0
+    s[0, ..., :hid] = 0.0
+    return s
 
 
 def _gru_forward(
@@ -308,8 +316,7 @@ def _gru_forward(
     wh_rz, wh_n = w_hh[..., : 2 * hid].contiguous(), w_hh[..., 2 * hid :].contiguous()
     # step-major buffers: every step's slice is contiguous, so the batched
     # matmuls write and read it in place (a strided bmm output falls back to a loop)
-    s = seq.new_ones(t + 1, kc, b, hid + 1)
-    s[0, ..., :hid] = 0.0
+    s = _state_buffer(seq, t, hid)
     ghn = seq.new_empty(t, kc, b, hid)
     rz = seq.new_empty(t, kc, b, 2 * hid)
     n_all = seq.new_empty(t, kc, b, hid)
@@ -366,8 +373,9 @@ def _recurrent_backward(
         d_w_ih.baddbmm_(seq_t[:, i].transpose(1, 2), d_in)
         if w_ih_t is not None:
             d_seq.append(torch.bmm(d_in, w_ih_t))
-        dh = torch.bmm(d_rec, w_hh_t) if kept is None else torch.baddbmm(kept, d_rec, w_hh_t)
-    d_x = torch.stack(d_seq[::-1], 1).view(kc, t * b, -1) if d_seq else None
+        # kept is the step's own fresh tensor: accumulating into it saves baddbmm's copy
+        dh = torch.bmm(d_rec, w_hh_t) if kept is None else kept.baddbmm_(d_rec, w_hh_t)
+    d_x = torch.stack(d_seq[::-1], 1) if d_seq else None  # (kc, T, B, F)
     return d_x, d_w_ih, d_w_hh
 
 
@@ -423,8 +431,7 @@ def _lstm_forward(
     kc, tb, _ = seq.shape
     b, hid = tb // t, w_hh.shape[1] - 1
     seq_t = seq.view(kc, t, b, -1)
-    s = seq.new_ones(t + 1, kc, b, hid + 1)
-    s[0, ..., :hid] = 0.0
+    s = _state_buffer(seq, t, hid)
     c = seq.new_zeros(t + 1, kc, b, hid)
     ifo = seq.new_empty(t, kc, b, 3 * hid)
     g_all = seq.new_empty(t, kc, b, hid)
@@ -495,18 +502,20 @@ _CELLS: dict[str, tuple[Callable[..., tuple[torch.Tensor, ...]], Callable[..., A
 class _RecurrentLayer(torch.autograd.Function):
     """One GRU or LSTM layer of K slices over all ``T`` steps, with a hand-written backward.
 
-    Forward: per chunk of slices (:data:`RNN_CHUNK_ROWS`), per step one ``bmm``
-    of the step's input and one of the state with the recurrent weights, and
-    the gate arithmetic of ``torch.nn.GRU`` / ``torch.nn.LSTM`` (same gates and
-    biases), written into preallocated buffers instead of an autograd graph of
-    ~10 nodes per step. The biases ride in the matmuls as a last weight row
-    against a column of ones (no broadcast copies); gate columns are reordered
-    inside where it saves work (the LSTM's to ``[i, f, o, g]``, the GRU's input
-    columns to ``[n, r, z]``) and the gradients are put back in PyTorch's order. Backward: per step the element-wise gate derivatives, the
-    weight (and bias) gradients accumulated with ``baddbmm_`` and one ``bmm``
-    for the state gradient. Chunks of slices keep each step's tensors in the L2
-    cache. Returns all states ``(K, T, B, H)`` (empty unless ``full``) and the
-    last one.
+    Takes the time-major inputs ``(K, T, B, F)`` (any strides). Forward: per
+    chunk of slices (:data:`RNN_CHUNK_ROWS`), per step the ``bmm`` of the
+    step's input and of the state with the recurrent weights, and the gate
+    arithmetic of ``torch.nn.GRU`` / ``torch.nn.LSTM`` (same gates and biases),
+    written into preallocated buffers instead of an autograd graph of ~10 nodes
+    per step. The biases ride in the matmuls as a last weight row against a
+    column of ones (no broadcast copies); gate columns are reordered inside
+    where it saves work (the LSTM's to ``[i, f, o, g]``, the GRU's input
+    columns to ``[n, r, z]``) and the gradients are put back in PyTorch's
+    order. Backward: per step the element-wise gate derivatives, the weight
+    (and bias) gradients accumulated with ``baddbmm_`` and one ``bmm`` for the
+    state gradient. Chunks of slices keep each step's tensors in the L2 cache.
+    Returns all states ``(K, T, B, H)`` (empty unless ``full``) and the last
+    one ``(K, B, H)``.
     """
 
     @staticmethod
@@ -518,14 +527,15 @@ class _RecurrentLayer(torch.autograd.Function):
         b_ih: torch.Tensor,
         w_hh: torch.Tensor,
         b_hh: torch.Tensor,
-        t: int,
         full: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         run_forward, _, gate_order = _CELLS[cell]
-        k, tb, f = seq.shape
+        k, t, b, f = seq.shape
         hid = w_hh.shape[1]
-        seq1 = seq.new_ones(k, tb, f + 1)
+        seq1 = seq.new_empty(k, t, b, f + 1)  # one copy: time-major, with the ones column
         seq1[..., :f] = seq
+        seq1[..., f] = 1.0
+        seq1 = seq1.view(k, t * b, f + 1)
         w_ih1, w_hh1 = torch.cat([w_ih, b_ih], 1), torch.cat([w_hh, b_hh], 1)
         order = gate_order(hid, seq.device)
         if order[0] is not None:
@@ -533,16 +543,16 @@ class _RecurrentLayer(torch.autograd.Function):
         if order[1] is not None:
             w_hh1 = w_hh1[..., order[1]]
         # one thread: chunks of slices; more: whole-stack ops, which the threads can share
-        size = max(1, RNN_CHUNK_ROWS // (tb // t)) if torch.get_num_threads() == 1 else k
+        size = max(1, RNN_CHUNK_ROWS // b) if torch.get_num_threads() == 1 else k
         chunks = [(c, min(c + size, k)) for c in range(0, k, size)]
         saved = [run_forward(seq1[c:e], w_ih1[c:e], w_hh1[c:e], t) for c, e in chunks]
         ctx.cell, ctx.order, ctx.chunks, ctx.saved_gates = cell, order, chunks, saved
         ctx.save_for_backward(seq1, w_ih1, w_hh1)
         ctx.set_materialize_grads(False)
-        last = torch.cat([sv[0][t, ..., :hid] for sv in saved])
+        last = _join([sv[0][t, ..., :hid] for sv in saved], 0)
         if not full:
             return last.new_empty(0), last
-        outs = torch.cat([sv[0][1:, ..., :hid] for sv in saved], 1).transpose(0, 1)
+        outs = _join([sv[0][1:, ..., :hid] for sv in saved], 1).transpose(0, 1)
         return outs, last
 
     @staticmethod
@@ -566,9 +576,9 @@ class _RecurrentLayer(torch.autograd.Function):
             )
             for (c, e), saved in zip(ctx.chunks, ctx.saved_gates, strict=True)
         ]
-        d_seq = torch.cat([p[0] for p in parts if p[0] is not None]) if need_seq else None
-        d_w_ih = torch.cat([p[1] for p in parts])
-        d_w_hh = torch.cat([p[2] for p in parts])
+        d_seq = _join([p[0] for p in parts if p[0] is not None], 0) if need_seq else None
+        d_w_ih = _join([p[1] for p in parts], 0)
+        d_w_hh = _join([p[2] for p in parts], 0)
         if ctx.order[0] is not None:  # back to PyTorch's gate order
             d_w_ih = d_w_ih[..., torch.argsort(ctx.order[0])]
         if ctx.order[1] is not None:
@@ -581,8 +591,12 @@ class _RecurrentLayer(torch.autograd.Function):
             d_w_hh[:, :-1],
             d_w_hh[:, -1:],
             None,
-            None,
         )
+
+
+def _join(parts: list[torch.Tensor], dim: int) -> torch.Tensor:
+    """``torch.cat(parts, dim)``, without the copy when there is one part."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim)
 
 
 def build_stacked(
