@@ -82,8 +82,9 @@ class SQLiteStore(ResultStore):
             as when reading results back).
 
     Raises:
-        InvalidValueError: if ``create`` is ``False`` and the file does not
-            exist, or the file is not a weightlab study store.
+        InvalidValueError: if ``path`` is a folder, if ``create`` is ``False``
+            and the file does not exist, or the file is not a weightlab study
+            store.
 
     Example:
         >>> import tempfile, os
@@ -98,6 +99,15 @@ class SQLiteStore(ResultStore):
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise InvalidValueError(
+                expected(
+                    "store",
+                    "to be the path of an SQLite store file",
+                    f"'{self.path}' (a folder)",
+                    f"Name a file inside it, e.g. '{self.path / 'study.sqlite'}'.",
+                )
+            )
         if not self.path.exists():
             if not create:
                 raise InvalidValueError(
