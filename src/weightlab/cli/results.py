@@ -88,7 +88,7 @@ def results_command(
     fmt: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
 ) -> None:
     """Print a stored study's summary: weightings ranked per architecture and optimizer."""
-    from weightlab.lab.store_sqlite import SQLiteStore
+    from weightlab.lab.stores import open_store
     from weightlab.lab.study import summarize
 
     try:
@@ -97,7 +97,7 @@ def results_command(
                 expected("--format", f"to be one of {names(FORMATS)}", repr(fmt),
                          "Pick one of those.")
             )
-        with SQLiteStore(store, create=False) as s:
+        with open_store(store, create=False) as s:
             chosen = metric or (s.get_meta("spec") or {}).get("metric") or "balanced_accuracy"
             summary = summarize(s.results(), chosen)
         print_summary(summary, fmt=fmt)

@@ -187,12 +187,12 @@ def _run(
     )
 
     from weightlab.cli.results import print_summary
-    from weightlab.lab.store_sqlite import SQLiteStore
+    from weightlab.lab.stores import open_store
     from weightlab.lab.study import Progress as StudyProgress
     from weightlab.lab.study import run_study, summarize
 
     console = Console(stderr=True)
-    with SQLiteStore(store_path) as store:
+    with open_store(store_path) as store:
         bar = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
