@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from weightlab.diagnostics import _scalar_loss, gradient_shares, probe_batch, record_diagnostics
+from weightlab.lab.architectures import build_model
 from weightlab.lab.data import LabData, load_data
-from weightlab.lab.models import build_model
 from weightlab.weights import class_weights
 
 

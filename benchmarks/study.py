@@ -30,9 +30,9 @@ import time
 import numpy as np
 import torch
 
+from weightlab.lab.architectures import default_model_params
 from weightlab.lab.data import LabData, load_data
 from weightlab.lab.engine import run_stacks, train_single, train_stack
-from weightlab.lab.models import default_model_params
 from weightlab.lab.trial import TrialConfig
 
 

@@ -70,7 +70,7 @@ def test_class_terms_sum_to_the_full_gradient():
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn", "gru"])
 def test_shares_sum_to_one_per_layer(arch):
-    from weightlab.lab.models import build_model
+    from weightlab.lab.architectures import build_model
 
     shape = {"mlp": (16,), "cnn": (1, 4, 4), "gru": (4, 4)}[arch]
     m = build_model(arch, shape, 4, seed=0, hidden=8)
@@ -113,8 +113,8 @@ def test_bad_probe_is_refused():
 
 
 def test_diagnostics_for_trial_at_init_and_stack_export_agree():
+    from weightlab.lab.architectures import build_stacked
     from weightlab.lab.data import load_data
-    from weightlab.lab.stacked import build_stacked
 
     data = load_data("synthetic", n_classes=3, n_features=6, head=30, imbalance_ratio=5)
     cfgs = [

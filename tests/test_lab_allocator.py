@@ -34,7 +34,7 @@ def test_the_environment_variable_turns_it_off(monkeypatch):
 _FAULTS = """
 import resource, sys, torch
 from weightlab.lab.allocator import retain_freed_memory
-from weightlab.lab.stacked import build_stacked
+from weightlab.lab.architectures import build_stacked
 if sys.argv[1] == "1":
     assert retain_freed_memory()
 model = build_stacked("gru", (8, 8), 10, seeds=range(32))

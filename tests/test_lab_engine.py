@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from weightlab.errors import InvalidValueError, InvalidWeightError, ShapeMismatchError
+from weightlab.lab.architectures import build_stacked
 from weightlab.lab.data import load_data
 from weightlab.lab.engine import (
     EVAL_ROWS,
@@ -20,7 +21,6 @@ from weightlab.lab.engine import (
     weighted_cross_entropy,
 )
 from weightlab.lab.optim import OPTIMIZERS, make_optimizer
-from weightlab.lab.stacked import build_stacked
 from weightlab.lab.trial import TrialConfig
 
 

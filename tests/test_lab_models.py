@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from weightlab.errors import InvalidValueError
-from weightlab.lab.models import CosineLinear, build_model
-from weightlab.lab.stacked import build_stacked
+from weightlab.lab.architectures import build_model, build_stacked
+from weightlab.lab.models import CosineLinear
 
 SHAPES = {"mlp": (64,), "cnn": (1, 8, 8), "gru": (8, 8), "lstm": (8, 8)}
 

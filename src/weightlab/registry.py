@@ -50,6 +50,11 @@ class Registry(Generic[T]):
 
         return decorate
 
+    def remove(self, name: str) -> None:
+        """Unregister ``name`` (a test's temporary entry, say); unknown names raise as :meth:`get`."""
+        self.get(name)
+        del self._items[name]
+
     def get(self, name: str) -> T:
         """Return the object registered as ``name``.
 

@@ -50,10 +50,9 @@ from torch import nn
 from weightlab.errors import InvalidValueError, InvalidWeightError, ShapeMismatchError, expected
 from weightlab.errors import names as _names
 from weightlab.lab.allocator import retain_freed_memory
+from weightlab.lab.architectures import ARCHITECTURES, build_model, build_stacked, check_arch
 from weightlab.lab.data import LabData
-from weightlab.lab.models import ARCHITECTURES, build_model, check_arch
 from weightlab.lab.optim import make_optimizer
-from weightlab.lab.stacked import build_stacked
 from weightlab.lab.trial import PER_SLICE_FIELDS, TrialConfig, TrialResult
 
 __all__ = [
@@ -462,7 +461,7 @@ def stacked_logits(model: nn.Module, x: torch.Tensor, k: int) -> torch.Tensor:
     float rounding).
 
     Example:
-        >>> from weightlab.lab.stacked import build_stacked
+        >>> from weightlab.lab.architectures import build_stacked
         >>> model = build_stacked("mlp", (4,), 3, seeds=[0, 1], hidden=8)
         >>> stacked_logits(model, torch.rand(5000, 4), 2).shape
         torch.Size([2, 5000, 3])

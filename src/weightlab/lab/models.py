@@ -15,6 +15,9 @@ gru      GRU(hidden, ``layers``), last step's state, Linear(C)       ``(T, F)``
 lstm     LSTM(hidden, ``layers``), last step's state, Linear(C)      ``(T, F)``
 =======  ==========================================================  ==============
 
+:mod:`weightlab.lab.architectures` registers them (with their stacked twins,
+input layouts and default sizes) and builds them by name (``build_model``).
+
 The head is ``Linear(C)`` by default; ``head="cosine"`` makes it a
 :class:`CosineLinear` (logits are cosines in ``[-1, 1]``, the normalised head
 LDAM's scale ``s`` is meant for; the lab's ``ldam`` weighting uses it).
@@ -24,58 +27,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from weightlab.errors import InvalidValueError, expected, names
-
-__all__ = [
-    "ARCHITECTURES",
-    "CNN",
-    "HEADS",
-    "MLP",
-    "RNN",
-    "CosineLinear",
-    "build_model",
-    "default_model_params",
-]
-
-#: The lab's architectures.
-ARCHITECTURES = ("mlp", "cnn", "gru", "lstm")
+__all__ = ["CNN", "HEADS", "MLP", "RNN", "CosineLinear"]
 
 #: The lab's heads: a plain linear layer, or :class:`CosineLinear`.
 HEADS = ("linear", "cosine")
-
-_DEFAULTS: dict[str, dict[str, Any]] = {
-    "mlp": {"hidden": 128, "layers": 2, "head": "linear"},
-    "cnn": {"hidden": 16, "layers": 2, "head": "linear"},
-    "gru": {"hidden": 64, "layers": 1, "head": "linear"},
-    "lstm": {"hidden": 64, "layers": 1, "head": "linear"},
-}
-
-
-def default_model_params(arch: str) -> dict[str, Any]:
-    """The default size and head of ``arch`` (``hidden`` width/channels, ``layers``, ``head``).
-
-    Example:
-        >>> default_model_params("mlp")
-        {'hidden': 128, 'layers': 2, 'head': 'linear'}
-    """
-    check_arch(arch)
-    return dict(_DEFAULTS[arch])
-
-
-def check_arch(arch: str) -> None:
-    """Raise :class:`~weightlab.errors.InvalidValueError` unless ``arch`` is a lab architecture."""
-    if arch not in ARCHITECTURES:
-        raise InvalidValueError(
-            expected(
-                "arch", f"to be one of {names(ARCHITECTURES)}", repr(arch), "Pick one of those."
-            )
-        )
 
 
 def _pooled(size: int) -> int:
@@ -204,91 +164,3 @@ class RNN(nn.Module):
         """Logits ``(B, C)`` of sequences ``(B, T, F)``."""
         out, _ = self.rnn(x)
         return self.head(out[:, -1])  # type: ignore[no-any-return]
-
-
-def _check_size(arch: str, params: dict[str, Any]) -> dict[str, Any]:
-    size = default_model_params(arch)
-    unknown = sorted(set(params) - set(size))
-    if unknown:
-        raise InvalidValueError(
-            expected(
-                "model_params",
-                f"to be among {names(size)} for {arch!r}",
-                names(unknown),
-                "Drop or rename them.",
-            )
-        )
-    size.update(params)
-    if size["head"] not in HEADS:
-        raise InvalidValueError(
-            expected(
-                "head", f"to be one of {names(HEADS)}", repr(size["head"]), "Pick one of those."
-            )
-        )
-    for key, value in size.items():
-        if key == "head":
-            continue
-        low = 0 if (key == "layers" and arch == "mlp") else 1
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise InvalidValueError(
-                expected(key, f"to be an integer >= {low}", repr(value), "Use e.g. hidden=64.")
-            )
-    return size
-
-
-def build_model(
-    arch: str,
-    input_shape: Sequence[int],
-    num_classes: int,
-    *,
-    seed: int | None = None,
-    **model_params: Any,
-) -> nn.Module:
-    """Build a lab model; with ``seed``, its initial parameters depend on that seed alone.
-
-    Args:
-        arch: ``"mlp"``, ``"cnn"``, ``"gru"`` or ``"lstm"``.
-        input_shape: one example as ``arch`` consumes it (see
-            :meth:`weightlab.lab.data.LabData.arch_shape`): ``(F,)``,
-            ``(C_in, H, W)`` or ``(T, F)``.
-        num_classes: number of classes ``C``.
-        seed: initialisation seed; the global RNG is left untouched. ``None``
-            draws from the global RNG as ``nn.Module`` constructors do.
-        **model_params: ``hidden``, ``layers`` and ``head`` (see
-            :func:`default_model_params`).
-
-    Raises:
-        InvalidValueError: unknown arch, unknown or non-positive size, unknown
-            head, or an ``input_shape`` the architecture cannot read.
-
-    Example:
-        >>> a = build_model("gru", (8, 8), 10, seed=3, hidden=16)
-        >>> b = build_model("gru", (8, 8), 10, seed=3, hidden=16)
-        >>> all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
-        True
-    """
-    size = _check_size(arch, model_params)
-    shape = tuple(int(s) for s in input_shape)
-    rank = {"mlp": 1, "cnn": 3, "gru": 2, "lstm": 2}[arch]
-    if len(shape) != rank or min(shape) < 1:
-        raise InvalidValueError(
-            expected(
-                "input_shape",
-                f"to have {rank} positive entries for {arch!r}",
-                repr(shape),
-                "Pass LabData.arch_shape(arch).",
-            )
-        )
-
-    def make() -> nn.Module:
-        if arch == "mlp":
-            return MLP(shape[0], num_classes, **size)
-        if arch == "cnn":
-            return CNN(shape, num_classes, **size)
-        return RNN(arch, shape[1], num_classes, **size)
-
-    if seed is None:
-        return make()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return make()

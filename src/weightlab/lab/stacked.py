@@ -18,13 +18,16 @@ with its own parameters; the slices never mix:
   slices so each step's tensors stay in the L2 cache.
 
 Inputs are ``(K, B, *shape)``: each slice reads its own mini-batch.
-:func:`build_stacked` initialises slice ``k`` by building the plain model with
-seed ``seeds[k]`` and copying its parameters in; :meth:`StackedModel.export`
-copies slice ``k`` back out into a plain model.
+:func:`weightlab.lab.architectures.build_stacked` initialises slice ``k`` by
+building the plain model with seed ``seeds[k]`` and copying its parameters in;
+:meth:`StackedModel.export` copies slice ``k`` back out into a plain model.
+:class:`VmapStack` stacks any plain model with ``torch.func`` (the default of
+an architecture registered without a hand-batched twin).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from weightlab.errors import InvalidValueError, expected
-from weightlab.lab.models import CNN, MLP, RNN, CosineLinear, build_model
+from weightlab.lab.models import CNN, MLP, RNN, CosineLinear
 
 __all__ = [
     "StackedCNN",
@@ -41,7 +44,7 @@ __all__ = [
     "StackedMLP",
     "StackedModel",
     "StackedRNN",
-    "build_stacked",
+    "VmapStack",
 ]
 
 
@@ -78,6 +81,67 @@ class StackedModel(nn.Module):
             raise InvalidValueError(
                 expected("k", f"to index a slice in [0, {self.k})", repr(k), "Pick a valid slice.")
             )
+
+
+class VmapStack(StackedModel):
+    """K copies of any plain model, run with ``torch.func.vmap`` over stacked parameters.
+
+    The parameters (and buffers) of the K models are stacked along a new
+    leading axis (``torch.func.stack_module_state``); ``forward`` maps the
+    plain model over the slices with ``torch.func.functional_call``. Slower
+    than a hand-batched twin, exact all the same.
+
+    Example:
+        >>> models = [nn.Linear(3, 2), nn.Linear(3, 2)]
+        >>> stack = VmapStack(models)
+        >>> x = torch.randn(2, 5, 3)
+        >>> torch.allclose(stack(x)[1], models[1](x[1]))
+        True
+    """
+
+    _template: nn.Module
+
+    def __init__(self, models: Sequence[nn.Module]):
+        super().__init__()
+        if not models:
+            raise InvalidValueError(
+                expected("models", "to hold at least one model", "[]", "Pass one per slice.")
+            )
+        self.k = len(models)
+        params, buffers = torch.func.stack_module_state(list(models))  # type: ignore[arg-type]
+        self._param_names = list(params)
+        self._buffer_names = list(buffers)
+        for i, name in enumerate(self._param_names):
+            self.register_parameter(f"p{i}", nn.Parameter(params[name].detach().clone()))
+        for i, name in enumerate(self._buffer_names):
+            self.register_buffer(f"b{i}", buffers[name].detach().clone())
+        # the structure to call, without parameters of its own (not a submodule)
+        object.__setattr__(self, "_template", copy.deepcopy(models[0]).to("meta"))
+
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        params = {n: _param(self, f"p{i}") for i, n in enumerate(self._param_names)}
+        buffers = {n: _param(self, f"b{i}") for i, n in enumerate(self._buffer_names)}
+        return params, buffers
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(K, B, C)`` of inputs ``(K, B, *shape)``."""
+        template = self._template
+
+        def one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], xb: torch.Tensor) -> Any:
+            return torch.func.functional_call(template, (p, b), (xb,))
+
+        params, buffers = self._state()
+        return torch.func.vmap(one)(params, buffers, x)  # type: ignore[no-any-return]
+
+    def export(self, k: int, model: nn.Module) -> nn.Module:
+        """Copy slice ``k`` into ``model`` (a plain model of the same architecture and sizes)."""
+        self._check_k(k)
+        params, buffers = self._state()
+        own = dict(model.named_parameters()) | dict(model.named_buffers())
+        with torch.no_grad():
+            for name, value in (params | buffers).items():
+                own[name].copy_(value[k])
+        return model
 
 
 class StackedHead(nn.Module):
@@ -597,38 +661,3 @@ class _RecurrentLayer(torch.autograd.Function):
 def _join(parts: list[torch.Tensor], dim: int) -> torch.Tensor:
     """``torch.cat(parts, dim)``, without the copy when there is one part."""
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim)
-
-
-def build_stacked(
-    arch: str,
-    input_shape: Sequence[int],
-    num_classes: int,
-    seeds: Sequence[int],
-    **model_params: Any,
-) -> StackedModel:
-    """Build K slices of ``arch``; slice ``k`` starts as ``build_model(..., seed=seeds[k])``.
-
-    Args:
-        arch: ``"mlp"``, ``"cnn"``, ``"gru"`` or ``"lstm"``.
-        input_shape: one example as ``arch`` consumes it.
-        num_classes: number of classes ``C``.
-        seeds: one initialisation seed per slice (``K = len(seeds)`` >= 1).
-        **model_params: ``hidden``, ``layers``, ``head``.
-
-    Example:
-        >>> stacked = build_stacked("mlp", (64,), 10, seeds=[0, 1, 2], hidden=8)
-        >>> single = build_model("mlp", (64,), 10, seed=2, hidden=8)
-        >>> x = torch.rand(3, 4, 64)
-        >>> torch.allclose(stacked(x)[2], single(x[2]), atol=1e-6)
-        True
-    """
-    if len(seeds) == 0:
-        raise InvalidValueError(
-            expected("seeds", "to hold at least one seed", "[]", "Pass one seed per slice.")
-        )
-    models = [build_model(arch, input_shape, num_classes, seed=s, **model_params) for s in seeds]
-    if arch == "mlp":
-        return StackedMLP(models)  # type: ignore[arg-type]
-    if arch == "cnn":
-        return StackedCNN(models)  # type: ignore[arg-type]
-    return StackedRNN(models)  # type: ignore[arg-type]

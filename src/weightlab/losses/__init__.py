@@ -1,10 +1,11 @@
 """``nn.Module`` losses whose ``forward`` is one call to :mod:`weightlab.functional`.
 
 Weights are registered buffers (they follow ``.to(device)`` and are saved in
-``state_dict``); every loss is registered by name in :data:`LOSSES`.
+``state_dict``); every loss is registered by name in :data:`LOSSES`, with a
+:class:`LossInfo` (task, counts, head, tunable parameters and their ranges).
 """
 
-from weightlab.losses._registry import LOSSES
+from weightlab.losses._registry import LOSSES, LossInfo, TunableParam
 from weightlab.losses._weights import to_weight_tensor
 from weightlab.losses.asymmetric import AsymmetricLoss
 from weightlab.losses.class_balanced import ClassBalancedLoss
@@ -30,6 +31,8 @@ __all__ = [
     "LDAMLoss",
     "LOSSES",
     "LogitAdjustedLoss",
+    "LossInfo",
     "SigmoidFocalLoss",
+    "TunableParam",
     "to_weight_tensor",
 ]

@@ -12,12 +12,20 @@ from weightlab.functional._validation import (
 )
 from weightlab.functional.asymmetric import check_asymmetric_args
 from weightlab.losses._base import WeightedLoss
-from weightlab.losses._registry import LOSSES
+from weightlab.losses._registry import LOSSES, LossInfo, TunableParam
 
 __all__ = ["AsymmetricLoss"]
 
 
-@LOSSES.register("asymmetric")
+@LOSSES.register(
+    "asymmetric",
+    LossInfo(
+        "multilabel",
+        asymmetric_loss,
+        params={"gamma_neg": TunableParam(4.0, 0.0, 8.0), "gamma_pos": TunableParam(1.0, 0.0, 4.0)},
+        lab_excluded="multi-label (0/1 targets per label); the lab trains single-label classifiers",
+    ),
+)
 class AsymmetricLoss(WeightedLoss):
     """Asymmetric multi-label loss; ``forward`` is ``functional.asymmetric_loss``.
 

@@ -14,12 +14,21 @@ from weightlab.functional._validation import (
 from weightlab.functional.class_balanced import LossType, check_beta, check_loss_type
 from weightlab.functional.focal import check_gamma
 from weightlab.losses._base import WeightedLoss
-from weightlab.losses._registry import LOSSES
+from weightlab.losses._registry import LOSSES, LossInfo, TunableParam
 
 __all__ = ["ClassBalancedLoss"]
 
 
-@LOSSES.register("class_balanced")
+@LOSSES.register(
+    "class_balanced",
+    LossInfo(
+        "multiclass",
+        class_balanced_loss,
+        needs_counts=True,
+        class_weight="sample_weight",
+        params={"beta": TunableParam(0.9999, 0.9, 0.99999)},
+    ),
+)
 class ClassBalancedLoss(WeightedLoss):
     """Class-balanced loss; ``forward`` is :func:`weightlab.functional.class_balanced_loss`.
 

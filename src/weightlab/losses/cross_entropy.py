@@ -15,13 +15,21 @@ from weightlab.functional._validation import (
     check_probability_range,
 )
 from weightlab.losses._base import WeightedLoss
-from weightlab.losses._registry import LOSSES
+from weightlab.losses._registry import LOSSES, LossInfo
 from weightlab.losses._weights import ClassWeightLike, HasClasses
 
 __all__ = ["BCEWithLogitsLoss", "BinaryCrossEntropyLoss", "CrossEntropyLoss"]
 
 
-@LOSSES.register("cross_entropy")
+@LOSSES.register(
+    "cross_entropy",
+    LossInfo(
+        "multiclass",
+        cross_entropy,
+        lab_excluded="it is the lab's base loss: 'none', 'power' and every weight scheme "
+        "train cross-entropy with those class weights",
+    ),
+)
 class CrossEntropyLoss(WeightedLoss):
     """Softmax cross-entropy; ``forward`` is :func:`weightlab.functional.cross_entropy`.
 
@@ -93,7 +101,14 @@ class CrossEntropyLoss(WeightedLoss):
         )
 
 
-@LOSSES.register("binary_cross_entropy")
+@LOSSES.register(
+    "binary_cross_entropy",
+    LossInfo(
+        "multilabel",
+        binary_cross_entropy,
+        lab_excluded="sigmoid loss on 0/1 targets; the lab trains softmax classifiers",
+    ),
+)
 class BinaryCrossEntropyLoss(WeightedLoss):
     """Sigmoid (multi-label) cross-entropy on logits; see ``functional.binary_cross_entropy``.
 

@@ -12,13 +12,16 @@ from weightlab.functional._validation import (
 )
 from weightlab.functional.focal import check_alpha, check_gamma
 from weightlab.losses._base import WeightedLoss
-from weightlab.losses._registry import LOSSES
+from weightlab.losses._registry import LOSSES, LossInfo, TunableParam
 from weightlab.losses._weights import ClassWeightLike
 
 __all__ = ["FocalLoss", "SigmoidFocalLoss"]
 
 
-@LOSSES.register("focal")
+@LOSSES.register(
+    "focal",
+    LossInfo("multiclass", focal_loss, params={"gamma": TunableParam(2.0, 0.0, 5.0)}),
+)
 class FocalLoss(WeightedLoss):
     """Softmax focal loss; ``forward`` is :func:`weightlab.functional.focal_loss`.
 
@@ -80,7 +83,15 @@ class FocalLoss(WeightedLoss):
         )
 
 
-@LOSSES.register("sigmoid_focal")
+@LOSSES.register(
+    "sigmoid_focal",
+    LossInfo(
+        "multilabel",
+        sigmoid_focal_loss,
+        params={"gamma": TunableParam(2.0, 0.0, 5.0)},
+        lab_excluded="sigmoid loss on 0/1 targets; the lab trains softmax classifiers",
+    ),
+)
 class SigmoidFocalLoss(WeightedLoss):
     """Sigmoid (binary / multi-label) focal loss; see ``functional.sigmoid_focal_loss``.
 

@@ -13,13 +13,22 @@ from weightlab.functional._validation import (
 )
 from weightlab.functional.ldam import check_ldam_args
 from weightlab.losses._base import WeightedLoss
-from weightlab.losses._registry import LOSSES
+from weightlab.losses._registry import LOSSES, LossInfo, TunableParam
 from weightlab.losses._weights import ClassWeightLike
 
 __all__ = ["LDAMLoss"]
 
 
-@LOSSES.register("ldam")
+@LOSSES.register(
+    "ldam",
+    LossInfo(
+        "multiclass",
+        ldam_loss,
+        needs_counts=True,
+        head="cosine",
+        params={"max_m": TunableParam(0.5, 0.1, 1.0), "s": TunableParam(30.0, 5.0, 64.0, log=True)},
+    ),
+)
 class LDAMLoss(WeightedLoss):
     """LDAM loss; ``forward`` is :func:`weightlab.functional.ldam_loss`.
 

@@ -13,13 +13,21 @@ from weightlab.functional._validation import (
 )
 from weightlab.functional.logit_adjusted import check_tau
 from weightlab.losses._base import WeightedLoss
-from weightlab.losses._registry import LOSSES
+from weightlab.losses._registry import LOSSES, LossInfo, TunableParam
 from weightlab.losses._weights import ClassWeightLike
 
 __all__ = ["BalancedSoftmaxLoss", "LogitAdjustedLoss"]
 
 
-@LOSSES.register("logit_adjusted")
+@LOSSES.register(
+    "logit_adjusted",
+    LossInfo(
+        "multiclass",
+        logit_adjusted_loss,
+        needs_counts=True,
+        params={"tau": TunableParam(1.0, 0.0, 3.0)},
+    ),
+)
 class LogitAdjustedLoss(WeightedLoss):
     """Logit-adjusted cross-entropy; ``forward`` is ``functional.logit_adjusted_loss``.
 
@@ -87,7 +95,10 @@ class LogitAdjustedLoss(WeightedLoss):
         )
 
 
-@LOSSES.register("balanced_softmax")
+@LOSSES.register(
+    "balanced_softmax",
+    LossInfo("multiclass", balanced_softmax_loss, needs_counts=True),
+)
 class BalancedSoftmaxLoss(WeightedLoss):
     """Balanced softmax cross-entropy; ``forward`` is ``functional.balanced_softmax_loss``.
 
