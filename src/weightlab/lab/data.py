@@ -33,6 +33,7 @@ import numpy.typing as npt
 import torch
 
 from weightlab.errors import InvalidValueError, ShapeMismatchError, expected, names
+from weightlab.lab.architectures import check_arch, layout_shape
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -48,8 +49,6 @@ __all__ = [
 BUILTIN_DATASETS = ("digits-lt", "synthetic")
 #: File suffixes :func:`load_data` reads.
 FILE_SUFFIXES = (".csv", ".parquet", ".pq", ".npz")
-#: Architectures :meth:`LabData.inputs` can lay the inputs out for.
-ARCHES = ("mlp", "cnn", "gru", "lstm")
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ class LabData:
         return np.bincount(self.y_train.numpy(), minlength=self.num_classes).astype(np.int64)
 
     def arch_shape(self, arch: str) -> tuple[int, ...]:
-        """Shape of one example as architecture ``arch`` consumes it.
+        """Shape of one example as architecture ``arch`` consumes it (its registered layout).
 
         Raises:
             InvalidValueError: the architecture is unknown or cannot read this shape.
@@ -99,36 +98,7 @@ class LabData:
             >>> data.arch_shape("mlp"), data.arch_shape("cnn"), data.arch_shape("gru")
             ((64,), (1, 8, 8), (8, 8))
         """
-        shape = self.input_shape
-        if arch == "mlp":
-            return (math.prod(shape),)
-        if arch == "cnn":
-            if len(shape) == 3:
-                return shape
-            if len(shape) == 2:
-                return (1, *shape)
-        elif arch in ("gru", "lstm"):
-            if len(shape) == 2:
-                return shape
-            if len(shape) == 3 and shape[0] == 1:
-                return shape[1:]
-        else:
-            raise InvalidValueError(
-                expected("arch", f"to be one of {names(ARCHES)}", repr(arch), "Pick one of those.")
-            )
-        need = (
-            "an image shape (C, H, W) or (H, W)"
-            if arch == "cnn"
-            else "a sequence shape (T, F) or a one-channel image (1, H, W)"
-        )
-        raise InvalidValueError(
-            expected(
-                "input_shape",
-                f"to be {need} for arch {arch!r}",
-                repr(shape),
-                "Use arch='mlp' for tabular data, or save an .npz with a matching input_shape.",
-            )
-        )
+        return layout_shape(check_arch(arch).layout, self.input_shape, arch)
 
     def inputs(self, arch: str) -> LabData:
         """The same data with the inputs reshaped for ``arch`` (views, no copies).
