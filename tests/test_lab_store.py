@@ -1,180 +1,132 @@
-"""One contract suite, run against every ResultStore backend."""
+"""The store contract suite (weightlab.lab.store_contract) run on both backends, then each
+backend's own tests (SQLite files, corruption, schema, cheap status reads)."""
 
-import math
+import json
 import sqlite3
 
 import pytest
 
-from weightlab.errors import InvalidValueError
-from weightlab.lab.store import MemoryStore, ResultStore
-from weightlab.lab.store_sqlite import SQLiteStore
-from weightlab.lab.trial import TrialConfig, TrialResult
+pytest.register_assert_rewrite("weightlab.lab.store_contract")
+
+import weightlab.lab.store as store_module  # noqa: E402
+from weightlab.errors import InvalidValueError  # noqa: E402
+from weightlab.lab.store import MemoryStore, ResultStore  # noqa: E402
+from weightlab.lab.store_contract import (  # noqa: E402
+    StoreContract,
+    make_config,
+    make_result,
+)
+from weightlab.lab.store_sqlite import SQLiteStore  # noqa: E402
+from weightlab.lab.trial import TrialResult  # noqa: E402
+
+cfg, done = make_config, make_result
 
 
-def cfg(seed=0, weighting="none", alpha=None, arch="mlp"):
-    return TrialConfig(
-        "digits-lt", arch, "sgd", weighting, alpha, seed, epochs=2, data_params=(("ratio", 10),)
-    )
+class TestMemoryStore(StoreContract):
+    persistent = False
+
+    def make_store(self, where):
+        return MemoryStore()
 
 
-def done(c, value=0.5):
-    return TrialResult(
-        c,
-        "done",
-        train_loss=[2.0, 1.5],
-        val_metric=[0.3, value],
-        metrics={"macro_f1": value, "ece": 0.1},
-        per_class={"recall": [1.0, 0.0], "average_precision": [0.5, math.nan]},
-        test_logits=[[1.0, -1.0], [0.25, 0.75]],
-        timings={"train": 1.25},
-        extra={"grad_norm": [1.0, 2.0], "note": "x"},
-    )
+class TestSQLiteStore(StoreContract):
+    def make_store(self, where):
+        return SQLiteStore(where / "s.sqlite")
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def make_store(request, tmp_path):
-    """Return a factory; for sqlite, a second call reopens the same file."""
-    opened = []
+class _GetOnlyStore(ResultStore):
+    """A backend that keeps the base class's statuses() (built from get): the default passes too."""
 
-    def factory() -> ResultStore:
-        s = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s.sqlite")
-        if request.param == "memory" and opened:
-            return opened[0]
-        opened.append(s)
-        return s
+    def __init__(self):
+        self._inner = MemoryStore()
 
-    yield factory
-    for s in opened:
-        s.close()
+    def put(self, result):
+        self._inner.put(result)
 
+    def get(self, trial_id):
+        return self._inner.get(trial_id)
 
-def assert_same(a: TrialResult, b: TrialResult):
-    assert a.config == b.config
-    assert a.config.trial_id == b.config.trial_id
-    for name in ("status", "reason", "train_loss", "val_metric", "metrics", "timings", "extra"):
-        assert getattr(a, name) == getattr(b, name), name
-    assert a.test_logits == b.test_logits
-    assert a.per_class["recall"] == b.per_class["recall"]
-    assert math.isnan(b.per_class["average_precision"][1])
+    def finished_ids(self):
+        return self._inner.finished_ids()
 
+    def results(self):
+        return self._inner.results()
 
-def test_put_get_roundtrip(make_store):
-    store = make_store()
-    r = done(cfg())
-    store.put(r)
-    got = store.get(r.config.trial_id)
-    assert_same(r, got)
-    assert store.get("0" * 16) is None
-    assert store.finished_ids() == {r.config.trial_id}
-    assert len(store) == 1
+    def mark_running(self, configs):
+        self._inner.mark_running(configs)
+
+    def running_ids(self):
+        return self._inner.running_ids()
+
+    def put_meta(self, key, value):
+        self._inner.put_meta(key, value)
+
+    def get_meta(self, key, default=None):
+        return self._inner.get_meta(key, default)
+
+    def meta(self):
+        return self._inner.meta()
 
 
-def test_persists_across_reopen(make_store):
-    store = make_store()
-    r = done(cfg())
-    store.put(r)
-    store.put_meta("command", ["weightlab", "study"])
-    again = make_store()
-    assert_same(r, again.get(r.config.trial_id))
-    assert again.get_meta("command") == ["weightlab", "study"]
+class TestDefaultStatuses(StoreContract):
+    persistent = False
+
+    def make_store(self, where):
+        return _GetOnlyStore()
 
 
-def test_results_in_first_stored_order_and_put_replaces(make_store):
-    store = make_store()
-    cs = [cfg(seed=s) for s in range(4)]
-    for c in cs:
-        store.put(done(c))
-    store.put(done(cs[1], value=0.9))  # a re-run replaces, keeps its place
-    got = list(store.results())
-    assert [r.config for r in got] == cs
-    assert got[1].metrics["macro_f1"] == 0.9
-    assert len(store) == 4
+def test_contract_tests_all_run_here():
+    names = StoreContract.contract_tests()
+    assert len(names) == len(set(names)) >= 12
+    for cls in (TestMemoryStore, TestSQLiteStore, TestDefaultStatuses):
+        assert all(callable(getattr(cls, n)) for n in names)
 
 
-def test_failed_trials_are_finished(make_store):
-    store = make_store()
-    c = cfg(weighting="power", alpha=1.0)
-    store.put(TrialResult(c, "failed", reason="non-finite loss at epoch 2", train_loss=[1.0]))
-    got = store.get(c.trial_id)
-    assert got.status == "failed"
-    assert got.reason == "non-finite loss at epoch 2"
-    assert c.trial_id in store.finished_ids()
+def test_contract_needs_make_store():
+    with pytest.raises(TypeError, match="make_store"):
+        StoreContract()  # type: ignore[abstract]
 
 
-def test_running_marks(make_store):
-    store = make_store()
-    a, b, c = cfg(seed=0), cfg(seed=1), cfg(seed=2)
-    store.put(done(a))
-    store.mark_running([a, b, c])
-    assert store.running_ids() == {b.trial_id, c.trial_id}  # a finished trial stays finished
-    assert store.finished_ids() == {a.trial_id}
-    assert store.get(b.trial_id) is None
-    assert [r.config for r in store.results()] == [a]
-    store.put(done(b))
-    assert store.running_ids() == {c.trial_id}
-    assert store.finished_ids() == {a.trial_id, b.trial_id}
+# -- statuses() reads no result ------------------------------------------------------
 
 
-def test_get_returns_a_copy(make_store):
-    store = make_store()
-    r = done(cfg())
-    store.put(r)
-    r.metrics["macro_f1"] = -1.0  # mutating what was put ...
-    got = store.get(r.config.trial_id)
-    got.extra["grad_norm"].append(3.0)  # ... or what was got
-    again = store.get(r.config.trial_id)
-    assert again.metrics["macro_f1"] == 0.5
-    assert again.extra["grad_norm"] == [1.0, 2.0]
+def test_memory_statuses_decode_nothing(monkeypatch):
+    store = MemoryStore()
+    store.put(done(cfg()))
+    store.put(TrialResult(cfg(seed=1), "failed", reason="boom"))
+
+    def refuse(d):
+        raise AssertionError("statuses() decoded a result")
+
+    monkeypatch.setattr(store_module, "result_from_dict", refuse)
+    assert store.statuses() == {cfg().trial_id: "done", cfg(seed=1).trial_id: "failed"}
+    assert store.statuses([cfg(seed=1).trial_id]) == {cfg(seed=1).trial_id: "failed"}
 
 
-def test_put_is_all_or_nothing(make_store):
-    store = make_store()
-    bad = done(cfg())
-    bad.extra["obj"] = object()  # not serialisable: the put must fail and store nothing
-    with pytest.raises(TypeError):
-        store.put(bad)
-    assert store.finished_ids() == set()
-    assert list(store.results()) == []
-    store.put(done(cfg()))  # and the store still works
-    assert len(store) == 1
+def test_sqlite_statuses_read_only_the_status_column(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with SQLiteStore(path) as store:
+        store.put(done(cfg()))
+        store.put(TrialResult(cfg(seed=1), "failed", reason="boom"))
+        store.mark_running([cfg(seed=2)])
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE trials SET result = 'not json'")  # decoding any result would fail
+    conn.commit()
+    conn.close()
+    with SQLiteStore(path, create=False) as store:
+        assert store.statuses() == {cfg().trial_id: "done", cfg(seed=1).trial_id: "failed"}
+        assert store.statuses([cfg(seed=1).trial_id, cfg(seed=2).trial_id]) == {
+            cfg(seed=1).trial_id: "failed"
+        }
+        with pytest.raises(json.JSONDecodeError):
+            store.get(cfg().trial_id)
 
 
-def test_meta(make_store):
-    store = make_store()
-    assert store.get_meta("versions") is None
-    assert store.get_meta("versions", {}) == {}
-    store.put_meta("versions", {"torch": "2.x"})
-    store.put_meta("versions", {"torch": "2.y"})
-    store.put_meta("data", {"counts": [1, 2]})
-    assert store.meta() == {"versions": {"torch": "2.y"}, "data": {"counts": [1, 2]}}
-    with pytest.raises(InvalidValueError) as info:
-        store.put_meta("bad", object())
-    assert str(info.value).startswith(
-        "Expected `meta['bad']` to be JSON-serialisable (dicts, lists, strings, numbers, bools, "
-        "None), but got object. Convert it first ("
-    )
-
-
-def test_rejects_bad_results(make_store):
-    store = make_store()
-    with pytest.raises(InvalidValueError) as info:
-        store.put(TrialResult(cfg(), "running"))  # type: ignore[arg-type]
-    assert str(info.value) == (
-        "Expected `result.status` to be 'done' or 'failed', but got 'running'. "
-        "Store a trial once it has finished; use mark_running() before."
-    )
-    with pytest.raises(InvalidValueError) as info:
-        store.put(TrialResult(cfg(), "failed"))
-    assert str(info.value) == (
-        "Expected `result.reason` to say why a failed trial failed, but got an empty reason. "
-        "Set reason, e.g. 'non-finite loss at epoch 3'."
-    )
-    with pytest.raises(InvalidValueError) as info:
-        store.put({"status": "done"})  # type: ignore[arg-type]
-    assert str(info.value) == (
-        "Expected `result` to be a TrialResult, but got dict. "
-        "Store what the engine returns (weightlab.lab.trial.TrialResult)."
-    )
+def test_sqlite_statuses_in_finished_order(tmp_path):
+    with SQLiteStore(tmp_path / "s.sqlite") as store:
+        for seed in (3, 1, 2):
+            store.put(done(cfg(seed=seed)))
+        assert list(store.statuses()) == [cfg(seed=s).trial_id for s in (3, 1, 2)]
 
 
 # -- SQLite specifics --------------------------------------------------------------
@@ -189,6 +141,15 @@ def test_sqlite_missing_file_when_reading(tmp_path):
         "Run `weightlab study --store PATH` first, or check the path."
     )
     assert not path.exists()
+
+
+def test_sqlite_refuses_a_folder(tmp_path):
+    with pytest.raises(InvalidValueError) as info:
+        SQLiteStore(tmp_path)
+    assert str(info.value) == (
+        f"Expected `store` to be the path of an SQLite store file, but got '{tmp_path}' "
+        f"(a folder). Name a file inside it, e.g. '{tmp_path / 'study.sqlite'}'."
+    )
 
 
 def test_sqlite_not_a_store(tmp_path):
@@ -220,5 +181,6 @@ def test_sqlite_reader_sees_writer_commits(tmp_path):
     reader = SQLiteStore(path, create=False)
     writer.put(done(cfg()))
     assert len(reader) == 1
+    assert reader.statuses() == {cfg().trial_id: "done"}
     writer.close()
     reader.close()

@@ -102,6 +102,48 @@ def check_result(result: TrialResult) -> None:
         )
 
 
+def check_ids(ids: Iterable[str] | None) -> list[str] | None:
+    """Return the trial ids ``ids`` as a list without repeats (``None`` stays ``None``).
+
+    Raises:
+        InvalidValueError: if ``ids`` is a single string, is not iterable, or
+            holds something that is not a string.
+    """
+    if ids is None:
+        return None
+    if isinstance(ids, str):
+        raise InvalidValueError(
+            expected(
+                "ids",
+                "to be an iterable of trial ids",
+                f"the string {ids!r}",
+                f"Wrap one id in a list: statuses([{ids!r}]).",
+            )
+        )
+    try:
+        items = list(ids)
+    except TypeError:
+        raise InvalidValueError(
+            expected(
+                "ids",
+                "to be an iterable of trial ids (str) or None",
+                type(ids).__name__,
+                "Pass a list or set of TrialConfig.trial_id values.",
+            )
+        ) from None
+    for tid in items:
+        if not isinstance(tid, str):
+            raise InvalidValueError(
+                expected(
+                    "ids",
+                    "to hold trial ids (str)",
+                    f"{type(tid).__name__} {tid!r}",
+                    "Pass TrialConfig.trial_id values.",
+                )
+            )
+    return list(dict.fromkeys(items))
+
+
 def check_meta_value(key: str, value: Any) -> str:
     """Return ``value`` as JSON, or raise if it cannot be stored as study metadata."""
     try:
@@ -134,6 +176,12 @@ class ResultStore(abc.ABC):
     * :meth:`get` returns an equal copy of what was put (or ``None``);
       mutating it does not change the store. :meth:`results` yields finished
       trials in the order they were first stored.
+    * :meth:`statuses` answers "which trials finished, and how?" without
+      decoding any result: ``{trial_id: "done" | "failed"}`` for finished
+      trials only (a running or unknown id is absent), optionally restricted
+      to given ids. It agrees with :meth:`get` (``statuses()[i] ==
+      get(i).status``) and :meth:`finished_ids` (its keys). The base class
+      builds it from :meth:`get`; a backend overrides it with a cheap read.
     * :meth:`put_meta` / :meth:`get_meta` keep JSON-serialisable study
       metadata (the command, library versions, the data summary) under
       string keys; putting a key again replaces its value.
@@ -162,6 +210,28 @@ class ResultStore(abc.ABC):
     @abc.abstractmethod
     def results(self) -> Iterator[TrialResult]:
         """Yield every finished trial, in the order they were first stored."""
+
+    def statuses(self, ids: Iterable[str] | None = None) -> dict[str, str]:
+        """Return the status (``"done"`` or ``"failed"``) of every finished trial, by id.
+
+        Running and unknown trials are left out. The order of the dict is not
+        part of the contract. This default decodes each trial with
+        :meth:`get`; backends override it with a read of the statuses alone.
+
+        Args:
+            ids: only these trial ids (any iterable of str, read once);
+                ``None`` (the default): every finished trial.
+
+        Raises:
+            InvalidValueError: see :func:`check_ids`.
+        """
+        wanted = check_ids(ids)
+        out: dict[str, str] = {}
+        for tid in self.finished_ids() if wanted is None else wanted:
+            result = self.get(tid)
+            if result is not None:
+                out[tid] = result.status
+        return out
 
     @abc.abstractmethod
     def mark_running(self, configs: Iterable[TrialConfig]) -> None:
@@ -235,6 +305,13 @@ class MemoryStore(ResultStore):
     def results(self) -> Iterator[TrialResult]:  # noqa: D102
         for d in list(self._trials.values()):
             yield result_from_dict(copy.deepcopy(d))
+
+    def statuses(self, ids: Iterable[str] | None = None) -> dict[str, str]:  # noqa: D102
+        wanted = check_ids(ids)
+        trials = self._trials
+        if wanted is None:
+            return {tid: d["status"] for tid, d in trials.items()}
+        return {tid: trials[tid]["status"] for tid in wanted if tid in trials}
 
     def mark_running(self, configs: Iterable[TrialConfig]) -> None:  # noqa: D102
         self._running.update(c.trial_id for c in configs if c.trial_id not in self._trials)
