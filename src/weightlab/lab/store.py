@@ -6,8 +6,10 @@ is what makes a stopped study resumable: a trial is stored whole or not at
 all, so after a crash every stored trial is complete and every other trial is
 simply run again. :class:`~weightlab.lab.store_sqlite.SQLiteStore` is the
 default, on-disk backend; :class:`MemoryStore` keeps everything in a dict (for
-tests and throw-away studies). Both pass the same contract tests
-(``tests/test_lab_store.py``).
+tests and throw-away studies). :func:`weightlab.lab.stores.open_store` opens
+either from a target (a path, or ``":memory:"``). Both pass the same contract
+suite, :class:`weightlab.lab.store_contract.StoreContract`, which a new
+backend runs too (``docs/stores.md``).
 """
 
 from __future__ import annotations
