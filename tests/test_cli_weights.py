@@ -63,7 +63,7 @@ def test_weights_help_names_every_option() -> None:
     result = invoke("--help")
     assert result.exit_code == 0
     for option in (
-        "--data", "--column", "--imbalance-ratio", "--seed", "--scheme", "--param",
+        "--data", "--label", "--column", "--imbalance-ratio", "--seed", "--scheme", "--param",
         "--normalize", "--clip", "--zero-count", "--format", "--list-schemes", "digits-lt",
         "--multilabel",
     ):  # fmt: skip
@@ -142,14 +142,14 @@ def test_csv_with_string_labels_keeps_sorted_names(tmp_path: Path) -> None:
     pd.DataFrame({"x": range(6), "species": ["dog", "cat", "emu", "cat", "cat", "dog"]}).to_csv(
         path, index=False
     )
-    report = as_json("--data", str(path), "--column", "species", "-s", "balanced")
+    report = as_json("--data", str(path), "--label", "species", "-s", "balanced")
     assert [(c["name"], c["count"]) for c in report["classes"]] == [
         ("cat", 3),
         ("dog", 2),
         ("emu", 1),
     ]
     assert report["description"] == "column 'species' of animals.csv"
-    result = invoke("--data", str(path), "--column", "species")
+    result = invoke("--data", str(path), "--label", "species")
     assert result.exit_code == 0 and "emu" in result.stdout
 
 
@@ -205,8 +205,8 @@ def test_real_console_script_prints_valid_json() -> None:
 
 def test_missing_file() -> None:
     assert fails("--data", "nope.csv") == (
-        "Error: Expected `--data` to be 'digits-lt' or an existing .csv, .parquet, .pq or .npy "
-        "file, but got 'nope.csv', which is no such file. Check the path.\n"
+        "Error: Expected `--data` to be 'digits-lt' or an existing .csv, .parquet, .pq, .npy or "
+        ".npz file, but got 'nope.csv', which is no such file. Check the path.\n"
     )
 
 
@@ -214,7 +214,7 @@ def test_unsupported_suffix(tmp_path: Path) -> None:
     path = tmp_path / "labels.txt"
     path.write_text("0\n1\n")
     assert fails("--data", str(path)) == (
-        "Error: Expected `--data` to be a .csv, .parquet, .pq or .npy file, but got "
+        "Error: Expected `--data` to be a .csv, .parquet, .pq, .npy or .npz file, but got "
         f"{str(path)!r}. Save the labels in one of those formats.\n"
     )
 
@@ -222,21 +222,21 @@ def test_unsupported_suffix(tmp_path: Path) -> None:
 def test_missing_or_unnamed_column(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("species,x\ncat,1\ndog,2\n")
-    assert fails("--data", str(path), "--column", "kind") == (
-        "Error: Expected `--column` to be a column of t.csv ('species', 'x'), but got 'kind'. "
+    assert fails("--data", str(path), "--label", "kind") == (
+        "Error: Expected `--label` to be a column of t.csv ('species', 'x'), but got 'kind'. "
         "Pick one of those columns.\n"
     )
     assert fails("--data", str(path)) == (
-        "Error: Expected `--column` to name the label column of t.csv ('species', 'x'), but got "
-        "none, and no column is named 'target', 'label', 'y', 'class'. Pass --column NAME.\n"
+        "Error: Expected `--label` to name the label column of t.csv ('species', 'x'), but got "
+        "none, and no column is named 'target', 'label', 'y', 'class'. Pass --label NAME.\n"
     )
 
 
 def test_missing_values_and_empty_files(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("y,x\ncat,1\n,2\n")
-    assert fails("--data", str(path), "-c", "y") == (
-        "Error: Expected `--column` to have no missing values, but got 1 missing in column 'y' of "
+    assert fails("--data", str(path), "-l", "y") == (
+        "Error: Expected `--label` to have no missing values, but got 1 missing in column 'y' of "
         "t.csv. Drop or fill them first.\n"
     )
     path.write_text("y\n")
@@ -344,9 +344,9 @@ def test_options_that_do_not_apply(tmp_path: Path) -> None:
         f"Error: Expected `--seed` to be given only with --data digits-lt, but got it with --data "
         f"{path}. Drop --seed.\n"
     )
-    assert fails("--column", "y") == (
-        "Error: Expected `--column` to be given only with a .csv or .parquet file, but got it with "
-        "--data digits-lt. Drop --column.\n"
+    assert fails("--label", "y") == (
+        "Error: Expected `--label` to be given only with a .csv or .parquet file, but got it with "
+        "--data digits-lt. Drop --label.\n"
     )
 
 
@@ -409,7 +409,7 @@ def test_multilabel_csv_named_columns_in_the_order_given(tmp_path: Path) -> None
     pd.DataFrame({"id": range(200), "cat": y[:, 0], "dog": y[:, 1], "bird": y[:, 2]}).to_csv(
         path, index=False
     )
-    report = as_json("--multilabel", "--data", str(path), "-c", "bird", "-c", "cat", "-c", "bird")
+    report = as_json("--multilabel", "--data", str(path), "-l", "bird", "-l", "cat", "-l", "bird")
     order = [2, 0]  # bird, cat; a repeated name counts once
     positives, negatives, weights = reference(y[:, order])
     assert report["description"] == "tags.csv" and report["n_samples"] == 200
@@ -417,7 +417,7 @@ def test_multilabel_csv_named_columns_in_the_order_given(tmp_path: Path) -> None
     assert [row["positives"] for row in report["labels"]] == positives
     assert [row["negatives"] for row in report["labels"]] == negatives
     np.testing.assert_allclose(report["pos_weight"], weights, rtol=1e-12)
-    result = invoke("--multilabel", "--data", str(path), "-c", "cat", "-c", "dog")
+    result = invoke("--multilabel", "--data", str(path), "-l", "cat", "-l", "dog")
     assert result.exit_code == 0, result.output
     assert "tags.csv: 200 samples, 2 labels" in result.stdout and "dog" in result.stdout
 
@@ -439,7 +439,7 @@ def test_multilabel_parquet(tmp_path: Path) -> None:
     pd.DataFrame(
         {"x": [0.1, 0.2, 0.3, 0.4], "a": [1, 0, 0, 0], "b": [True, True, False, True]}
     ).to_parquet(path)
-    report = as_json("--multilabel", "--data", str(path), "-c", "a", "-c", "b")
+    report = as_json("--multilabel", "--data", str(path), "-l", "a", "-l", "b")
     assert [r["positives"] for r in report["labels"]] == [1, 3]
     assert report["pos_weight"] == [3.0, 1 / 3]
 
@@ -475,9 +475,9 @@ def test_multilabel_zero_count_policies(tmp_path: Path) -> None:
 
 def test_multilabel_refuses_single_label_data(tmp_path: Path) -> None:
     assert fails("--multilabel") == (
-        "Error: Expected `--data` to be a .csv, .parquet, .pq or .npy file of 0/1 labels with "
-        "--multilabel, but got 'digits-lt', which is single-label (one class per sample). Pass "
-        "--data labels.npy (an (N, L) 0/1 array) or a table of 0/1 label columns, or drop "
+        "Error: Expected `--data` to be a .csv, .parquet, .pq, .npy or .npz file of 0/1 labels "
+        "with --multilabel, but got 'digits-lt', which is single-label (one class per sample). "
+        "Pass --data labels.npy (an (N, L) 0/1 array) or a table of 0/1 label columns, or drop "
         "--multilabel.\n"
     )
     path = tmp_path / "y.npy"
@@ -517,14 +517,14 @@ def test_multilabel_refuses_values_other_than_0_and_1_in_tables(tmp_path: Path) 
     path = tmp_path / "tags.csv"
     path.write_text("id,cat,dog\n7,1,0\n8,0,yes\n")
     fix = (
-        "Name the 0/1 label columns with --column (repeat it), or drop --multilabel for class "
+        "Name the 0/1 label columns with --label (repeat it), or drop --multilabel for class "
         "indices.\n"
     )
     assert fails("--multilabel", "--data", str(path)) == (
         "Error: Expected `--data` to hold only 0 and 1 with --multilabel, but got 7 in column 'id' "
         f"of tags.csv. {fix}"
     )
-    assert fails("--multilabel", "--data", str(path), "-c", "cat", "-c", "dog") == (
+    assert fails("--multilabel", "--data", str(path), "-l", "cat", "-l", "dog") == (
         "Error: Expected `--data` to hold only 0 and 1 with --multilabel, but got 'yes' in column "
         f"'dog' of tags.csv. {fix}"
     )
@@ -533,16 +533,16 @@ def test_multilabel_refuses_values_other_than_0_and_1_in_tables(tmp_path: Path) 
 def test_multilabel_missing_column_values_and_files(tmp_path: Path) -> None:
     path = tmp_path / "tags.csv"
     path.write_text("cat,dog\n1,0\n,1\n")
-    assert fails("--multilabel", "--data", str(path), "-c", "dog", "-c", "emu") == (
-        "Error: Expected `--column` to be a column of tags.csv ('cat', 'dog'), but got 'emu'. "
+    assert fails("--multilabel", "--data", str(path), "-l", "dog", "-l", "emu") == (
+        "Error: Expected `--label` to be a column of tags.csv ('cat', 'dog'), but got 'emu'. "
         "Pick one of those columns.\n"
     )
-    assert fails("--multilabel", "--data", str(path), "-c", "cat,dog") == (
-        "Error: Expected `--column` to be a column of tags.csv ('cat', 'dog'), but got 'cat,dog'. "
+    assert fails("--multilabel", "--data", str(path), "-l", "cat,dog") == (
+        "Error: Expected `--label` to be a column of tags.csv ('cat', 'dog'), but got 'cat,dog'. "
         "Pick one of those columns.\n"
     )
     assert fails("--multilabel", "--data", str(path)) == (
-        "Error: Expected `--column` to have no missing values, but got 1 missing in column 'cat' "
+        "Error: Expected `--label` to have no missing values, but got 1 missing in column 'cat' "
         "of tags.csv. Drop or fill them first.\n"
     )
     path.write_text("cat,dog\n")
@@ -551,13 +551,13 @@ def test_multilabel_missing_column_values_and_files(tmp_path: Path) -> None:
         "file.\n"
     )
     assert fails("--multilabel", "--data", "nope.npy") == (
-        "Error: Expected `--data` to be an existing .csv, .parquet, .pq or .npy file with "
+        "Error: Expected `--data` to be an existing .csv, .parquet, .pq, .npy or .npz file with "
         "--multilabel, but got 'nope.npy', which is no such file. Check the path.\n"
     )
     txt = tmp_path / "tags.txt"
     txt.write_text("1 0\n")
     assert fails("--multilabel", "--data", str(txt)) == (
-        "Error: Expected `--data` to be a .csv, .parquet, .pq or .npy file, but got "
+        "Error: Expected `--data` to be a .csv, .parquet, .pq, .npy or .npz file, but got "
         f"{str(txt)!r}. Save the labels in one of those formats.\n"
     )
 
@@ -580,9 +580,9 @@ def test_multilabel_refuses_scheme_options(tmp_path: Path, option: list[str]) ->
 def test_multilabel_options_that_do_not_apply(tmp_path: Path) -> None:
     path = tmp_path / "y.npy"
     np.save(path, np.eye(3))
-    assert fails("--multilabel", "--data", str(path), "-c", "0") == (
-        "Error: Expected `--column` to be given only with a .csv or .parquet file, but got it with "
-        f"--data {path}. Drop --column.\n"
+    assert fails("--multilabel", "--data", str(path), "-l", "0") == (
+        "Error: Expected `--label` to be given only with a .csv or .parquet file, but got it with "
+        f"--data {path}. Drop --label.\n"
     )
     assert fails("--multilabel", "--data", str(path), "--seed", "1") == (
         "Error: Expected `--seed` to be given only with --data digits-lt, but got it with --data "
@@ -593,9 +593,158 @@ def test_multilabel_options_that_do_not_apply(tmp_path: Path) -> None:
 def test_several_columns_need_multilabel(tmp_path: Path) -> None:
     path = tmp_path / "tags.csv"
     path.write_text("cat,dog\n1,0\n0,1\n")
-    assert fails("--data", str(path), "-c", "cat", "-c", "dog") == (
-        "Error: Expected `--column` to be given once without --multilabel, but got 2 columns "
+    assert fails("--data", str(path), "-l", "cat", "-l", "dog") == (
+        "Error: Expected `--label` to be given once without --multilabel, but got 2 columns "
         "('cat', 'dog'). Pass the one label column, or add --multilabel for 0/1 label columns.\n"
     )
-    report = as_json("--data", str(path), "-c", "dog", "-c", "dog")  # the same column twice is one
+    report = as_json("--data", str(path), "-l", "dog", "-l", "dog")  # the same column twice is one
     assert [c["count"] for c in report["classes"]] == [1, 1]
+
+
+# --------------------------------------------------------------------------- .npz files
+
+
+def test_npz_labels_are_its_y_array(tmp_path: Path) -> None:
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.zeros((4, 2)), y=np.array([0, 1, 1, 1]))
+    report = as_json("--data", str(path), "-s", "inverse")
+    assert [c["count"] for c in report["classes"]] == [1, 3]
+    assert report["description"] == "array 'y' of d.npz"
+    np.savez(path, X=np.zeros((4, 2)), y=np.array([3, 7, 7, 7]), class_names=["cat", "dog"])
+    report = as_json("--data", str(path), "-s", "inverse")  # names of the sorted distinct labels
+    assert [(c["name"], c["count"]) for c in report["classes"]] == [("cat", 1), ("dog", 3)]
+    np.savez(path, y=np.array(["b", "a", "b"]))  # no X needed to count labels
+    assert [c["name"] for c in as_json("--data", str(path))["classes"]] == ["a", "b"]
+
+
+def test_npz_errors(tmp_path: Path) -> None:
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.zeros((4, 2)), labels=np.zeros(4))
+    assert fails("--data", str(path)) == (
+        "Error: Expected `--data` to be an .npz with an array 'y' of labels, but got arrays "
+        "'X', 'labels'. Save it with np.savez(path, X=X, y=y).\n"
+    )
+    np.savez(path, y=np.zeros((4, 2)))
+    assert fails("--data", str(path)) == (
+        "Error: Expected `--data` to hold a 1-D array of labels, but got shape (4, 2) in array "
+        "'y' of d.npz. Save labels.ravel() for masks, or one label per sample.\n"
+    )
+    assert fails("--data", str(path), "--label", "y") == (
+        "Error: Expected `--label` to be given only with a .csv or .parquet file, but got it with "
+        f"--data {path}. Drop --label.\n"
+    )
+    np.savez(path, y=np.array([], dtype=np.int64))
+    assert fails("--data", str(path)) == (
+        "Error: Expected `--data` to hold at least one label, but got none in array 'y' of d.npz. "
+        "Check the file.\n"
+    )
+    bad = tmp_path / "bad.npz"
+    bad.write_text("not an archive")
+    assert fails("--data", str(bad)).startswith(
+        "Error: Expected `--data` to be a readable .npz file, but got bad.npz: "
+    )
+
+
+def test_multilabel_npz(tmp_path: Path) -> None:
+    path = tmp_path / "d.npz"
+    y = np.array([[1, 0], [1, 1], [0, 0], [0, 0]])
+    np.savez(path, X=np.zeros((4, 3)), y=y)
+    report = as_json("--multilabel", "--data", str(path))
+    assert [r["positives"] for r in report["labels"]] == [2, 1]
+    assert report["pos_weight"] == [1.0, 3.0]
+    np.savez(path, y=np.array([[1, 2]]))
+    assert fails("--multilabel", "--data", str(path)) == (
+        "Error: Expected `--data` to hold only 0 and 1 with --multilabel, but got 2 in label 1 of "
+        "array 'y' of d.npz. Save 0/1 (or boolean) labels, or drop --multilabel for class "
+        "indices.\n"
+    )
+    np.savez(path, y=np.array([0, 1]))
+    assert fails("--multilabel", "--data", str(path)) == (
+        "Error: Expected `--data` to hold a 2-D (N, L) array of 0/1 labels with --multilabel, but "
+        "got shape (2,) in array 'y' of d.npz. Save one row of 0/1 labels per sample, or drop "
+        "--multilabel for a 1-D array of class indices.\n"
+    )
+    np.savez(path, X=np.zeros((2, 2)))
+    assert fails("--multilabel", "--data", str(path)) == (
+        "Error: Expected `--data` to be an .npz with an array 'y' of 0/1 labels with "
+        "--multilabel, but got arrays 'X'. Save it with np.savez(path, y=y), y of shape (N, L).\n"
+    )
+
+
+def test_parquet_index_is_not_a_column(tmp_path: Path) -> None:
+    path = tmp_path / "tags.parquet"
+    frame = pd.DataFrame({"a": [1, 0, 0, 1, 1], "b": [0, 1, 1, 1, 0]}).iloc[1:]  # not a range
+    frame.to_parquet(path)
+    report = as_json("--multilabel", "--data", str(path))
+    assert [r["name"] for r in report["labels"]] == ["a", "b"]
+
+
+# --------------------------------------------------------------------------- old names
+
+
+NOTE = (
+    "Note: --column is deprecated and will be removed in the next release; use --label instead.\n"
+)
+
+
+def old_spelling(*args: str) -> tuple[int, str, str]:
+    """Run with the old spelling; return the exit code, stdout and stderr after the note."""
+    result = invoke(*args)
+    assert result.stderr.startswith(NOTE) and result.stderr.count("deprecated") == 1
+    return result.exit_code, result.stdout, result.stderr[len(NOTE) :]
+
+
+def test_column_is_an_alias_of_label_with_a_note(tmp_path: Path) -> None:
+    path = tmp_path / "animals.csv"
+    pd.DataFrame({"x": range(6), "species": ["dog", "cat", "emu", "cat", "cat", "dog"]}).to_csv(
+        path, index=False
+    )
+    new = as_json("--data", str(path), "--label", "species")
+    for flag in ("--column", "-c"):
+        code, out, err = old_spelling("--data", str(path), flag, "species", "--format", "json")
+        assert (code, err) == (0, "") and json.loads(out) == new
+    assert invoke("--data", str(path), "--label", "species").stderr == ""  # no note for --label
+    code, out, err = old_spelling("--data", str(path), "--column", "species")
+    assert code == 0 and out == invoke("--data", str(path), "--label", "species").stdout
+
+
+def test_column_alias_with_multilabel(tmp_path: Path) -> None:
+    path = tmp_path / "tags.csv"
+    pd.DataFrame({"id": [1, 2, 3], "cat": [1, 0, 1], "dog": [0, 1, 1]}).to_csv(path, index=False)
+    new = as_json("--multilabel", "--data", str(path), "-l", "dog", "-l", "cat")
+    code, out, err = old_spelling(
+        "--multilabel", "--data", str(path), "-c", "dog", "-c", "cat", "--format", "json"
+    )
+    assert (code, err) == (0, "") and json.loads(out) == new
+    mixed = as_json_with_note("--multilabel", "--data", str(path), "-l", "dog", "-c", "cat")
+    assert mixed == new  # both spellings at once: --label's labels, then --column's
+
+
+def as_json_with_note(*args: str) -> dict[str, Any]:
+    code, out, err = old_spelling(*args, "--format", "json")
+    assert (code, err) == (0, "")
+    report: dict[str, Any] = json.loads(out)
+    return report
+
+
+def test_errors_name_the_old_option_when_it_was_typed(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("species,x\ncat,1\ndog,2\n")
+    code, out, err = old_spelling("--data", str(path), "--column", "kind")
+    assert (code, out) == (2, "")
+    assert err == (
+        "Error: Expected `--column` to be a column of t.csv ('species', 'x'), but got 'kind'. "
+        "Pick one of those columns.\n"
+    )
+    code, _, err = old_spelling("--column", "y")
+    assert code == 2 and err == (
+        "Error: Expected `--column` to be given only with a .csv or .parquet file, but got it with "
+        "--data digits-lt. Drop --column.\n"
+    )
+    code, _, err = old_spelling("--data", str(path), "-c", "species", "-c", "x")
+    assert code == 2 and err.startswith("Error: Expected `--column` to be given once without ")
+    code, _, err = old_spelling("--multilabel", "--data", str(path), "-c", "species")
+    assert code == 2 and err.endswith(
+        "Name the 0/1 label columns with --column (repeat it), or drop --multilabel for class "
+        "indices.\n"
+    )

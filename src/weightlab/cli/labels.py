@@ -1,24 +1,30 @@
 """Read the class labels of a data set named on the command line (``--data``).
 
-Sources: the built-in ``digits-lt`` (its long-tailed training split), a label
-column of a ``.csv`` or ``.parquet`` file, or a 1-D ``.npy`` array. Integer
-labels are class indices; any other labels (strings, booleans) are class names,
-mapped to indices in sorted order and kept as names.
+Sources: the built-in ``digits-lt`` (its long-tailed training split), or a file
+read by the lab's one reader, :mod:`weightlab.lab.files`: the label column of a
+``.csv`` or ``.parquet`` file (``--label``), a 1-D ``.npy`` array, or the ``y``
+array of an ``.npz``. Integer labels are class indices; any other labels
+(strings, booleans) are class names, mapped to indices in sorted order and kept
+as names (an ``.npz``'s ``class_names``, one per distinct label, name them).
 
-Multi-label 0/1 targets (:func:`read_multilabel`): an ``(N, L)`` ``.npy`` array,
-or 0/1 label columns of a ``.csv`` or ``.parquet`` file.
+Multi-label 0/1 targets (:func:`read_multilabel`): an ``(N, L)`` ``.npy`` array
+or ``.npz`` ``y``, or 0/1 label columns of a ``.csv`` or ``.parquet`` file.
+This module adds what only the command line means: the built-in name, the
+``--multilabel`` checks and the flags' names in messages.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from weightlab.errors import InvalidValueError, WeightlabError, expected, names
+from weightlab.errors import InvalidValueError, expected, names
+from weightlab.lab import files
+from weightlab.lab.files import LABEL_COLUMNS
 
 __all__ = [
     "BUILTIN",
@@ -28,17 +34,29 @@ __all__ = [
     "MultiLabels",
     "read_labels",
     "read_multilabel",
+    "spelling",
 ]
 
 #: Built-in data sets ``--data`` accepts by name.
 BUILTIN = ("digits-lt",)
 #: File suffixes ``--data`` accepts.
-SUFFIXES = (".csv", ".parquet", ".pq", ".npy")
-#: Columns taken as the label column, in this order, when ``--column`` is not given.
-LABEL_COLUMNS = ("target", "label", "y", "class")
+SUFFIXES = files.LABEL_SUFFIXES
 
-PARQUET_HINT = "pip install 'weightlab[parquet]'"
-_SUFFIX_TEXT = ", ".join(SUFFIXES[:-1]) + " or " + SUFFIXES[-1]
+_SUFFIX_TEXT = files.suffix_text(SUFFIXES)
+
+
+def spelling(label: str = "--label") -> files.Spelling:
+    """How messages name the options of ``weightlab weights``.
+
+    Args:
+        label: the label option as the user typed it (``--label``, or the
+            deprecated ``--column``).
+
+    Example:
+        >>> spelling().given("--label", "NAME")
+        '--label NAME'
+    """
+    return files.Spelling(data="--data", label=label, features="--features", flags=True)
 
 
 @dataclass(frozen=True)
@@ -62,18 +80,23 @@ class Labels:
 def read_labels(
     data: str,
     *,
-    column: str | None = None,
+    label: str | None = None,
     imbalance_ratio: float | None = None,
     seed: int | None = None,
+    option: str = "--label",
+    column: str | None = None,
 ) -> Labels:
-    """Read the labels of ``data``: ``'digits-lt'`` or a path to a .csv, .parquet or .npy file.
+    """Read the labels of ``data``: ``'digits-lt'`` or a .csv, .parquet, .npy or .npz file.
 
     Args:
         data: the built-in name or the file path.
-        column: the label column of a table; by default the only column, or
+        label: the label column of a table; by default the only column, or
             the first of :data:`LABEL_COLUMNS` the table has.
         imbalance_ratio: ``digits-lt`` only: head count / tail count (default 10).
         seed: ``digits-lt`` only: the seed of its split (default 0).
+        option: the label option's name in messages (``--label``, or the
+            deprecated ``--column`` when the user typed that).
+        column: deprecated old name of ``label`` (a :class:`DeprecationWarning`).
 
     Raises:
         InvalidValueError: a missing file, an unknown suffix, a missing or
@@ -87,21 +110,16 @@ def read_labels(
         >>> labels.values.shape, labels.class_names[:3], labels.description
         ((242,), ('0', '1', '2'), 'digits-lt training split (imbalance ratio 100, seed 0)')
     """
+    label = files.renamed(label, column, new="label", old="column")
     if data in BUILTIN:
-        if column is not None:
-            raise _not_applicable("--column", data)
+        if label is not None:
+            raise _not_applicable(option, data)
         return _digits_lt(10.0 if imbalance_ratio is None else imbalance_ratio, seed or 0)
-    path = _label_file(
+    _label_file(
         data, imbalance_ratio, seed, f"to be {names(BUILTIN)} or an existing {_SUFFIX_TEXT} file"
     )
-    if path.suffix.lower() == ".npy":
-        if column is not None:
-            raise _not_applicable("--column", data)
-        values, description = _read_npy(path), path.name
-    else:
-        values, description = _read_column(path, column)
-    _check_not_empty(len(values), "label", description)
-    return _as_labels(values, description)
+    got = files.read_labels(data, label=label, spelling=spelling(option))
+    return _as_labels(got.values, got.description, got.class_names)
 
 
 @dataclass(frozen=True)
@@ -123,18 +141,22 @@ class MultiLabels:
 def read_multilabel(
     data: str,
     *,
-    columns: Sequence[str] = (),
+    labels: Sequence[str] = (),
     imbalance_ratio: float | None = None,
     seed: int | None = None,
+    option: str = "--label",
+    columns: Sequence[str] | None = None,
 ) -> MultiLabels:
-    """Read multi-label 0/1 targets: an ``(N, L)`` .npy array, or 0/1 columns of a table.
+    """Read multi-label 0/1 targets: an ``(N, L)`` .npy or .npz array, or 0/1 columns of a table.
 
     Args:
-        data: a path to a .csv, .parquet or .npy file (the built-in data set is
-            single-label and refused).
-        columns: the label columns of a table, in this order; by default every column.
+        data: a path to a .csv, .parquet, .npy or .npz file (the built-in data
+            set is single-label and refused).
+        labels: the label columns of a table, in this order; by default every column.
         imbalance_ratio: not applicable to a file (refused when given).
         seed: not applicable to a file (refused when given).
+        option: the label option's name in messages.
+        columns: deprecated old name of ``labels`` (a :class:`DeprecationWarning`).
 
     Raises:
         InvalidValueError: the built-in data set, a missing file, an unknown
@@ -150,6 +172,8 @@ def read_multilabel(
         >>> got.values.sum(0).tolist(), got.label_names, got.description
         ([2, 1], ('0', '1'), 'y.npy')
     """
+    labels = files.renamed(tuple(labels) or None, columns, new="labels", old="columns") or ()
+    spelled = spelling(option)
     if data in BUILTIN:
         raise InvalidValueError(
             expected(
@@ -163,46 +187,65 @@ def read_multilabel(
     path = _label_file(
         data, imbalance_ratio, seed, f"to be an existing {_SUFFIX_TEXT} file with --multilabel"
     )
-    if path.suffix.lower() == ".npy":
-        if columns:
-            raise _not_applicable("--column", data)
-        values = _load_npy(path)
-        if values.ndim != 2 or values.shape[1] == 0:
-            raise InvalidValueError(
-                expected(
-                    "--data",
-                    "to hold a 2-D (N, L) array of 0/1 labels with --multilabel",
-                    f"shape {values.shape} in {path.name}",
-                    "Save one row of 0/1 labels per sample, or drop --multilabel for a 1-D "
-                    "array of class indices.",
-                )
-            )
+    if path.suffix.lower() in (".npy", ".npz"):
+        if labels:
+            raise _not_applicable(option, data)
+        values, description = _read_2d(path, spelled)
         label_names = tuple(str(j) for j in range(values.shape[1]))
         fix = "Save 0/1 (or boolean) labels, or drop --multilabel for class indices."
         for j in range(values.shape[1]):
-            _check_indicators(values[:, j], f"label {j} of {path.name}", fix)
+            _check_indicators(values[:, j], f"label {j} of {description}", fix)
     else:
-        wanted = list(columns)
-        frame = _read_table(
-            path, lambda available: [_pick_column(path, available, c) for c in wanted] or available
-        )
+        def pick(available: list[str]) -> list[str]:
+            chosen = [files.label_column(available, c, where=path.name, spelling=spelled)
+                      for c in labels]  # fmt: skip
+            return chosen or available
+
+        frame = files.read_table(path, pick, spelling=spelled)
         label_names = tuple(str(c) for c in frame.columns)
         fix = (
-            "Name the 0/1 label columns with --column (repeat it), or drop --multilabel for "
+            f"Name the 0/1 label columns with {option} (repeat it), or drop --multilabel for "
             "class indices."
         )
         for name in label_names:
             where = f"column {name!r} of {path.name}"
-            _check_no_missing(frame[name], where)
+            files.check_no_missing(frame[name], where, spelled)
             _check_indicators(frame[name].to_numpy(), where, fix)
         values = frame.to_numpy()
-    _check_not_empty(values.shape[0], "sample", path.name)
+    files.check_not_empty(values.shape[0], "sample", path.name, spelled)
     return MultiLabels(values.astype(np.int8), label_names, path.name)
 
 
-def _label_file(
-    data: str, imbalance_ratio: float | None, seed: int | None, existing: str
-) -> Path:
+def _read_2d(path: Path, spelled: files.Spelling) -> tuple[np.ndarray[Any, Any], str]:
+    """The ``(N, L)`` array of an .npy, or the ``y`` of an .npz, and its description."""
+    if path.suffix.lower() == ".npy":
+        values, description = files.read_array(path, spelling=spelled), path.name
+    else:
+        arrays, held = files.read_npz(path, ("y",), spelling=spelled)
+        if "y" not in arrays:
+            raise InvalidValueError(
+                expected(
+                    "--data",
+                    "to be an .npz with an array 'y' of 0/1 labels with --multilabel",
+                    f"arrays {names(held)}",
+                    "Save it with np.savez(path, y=y), y of shape (N, L).",
+                )
+            )
+        values, description = arrays["y"], f"array 'y' of {path.name}"
+    if values.ndim != 2 or values.shape[1] == 0:
+        raise InvalidValueError(
+            expected(
+                "--data",
+                "to hold a 2-D (N, L) array of 0/1 labels with --multilabel",
+                f"shape {values.shape} in {description}",
+                "Save one row of 0/1 labels per sample, or drop --multilabel for a 1-D "
+                "array of class indices.",
+            )
+        )
+    return values, description
+
+
+def _label_file(data: str, imbalance_ratio: float | None, seed: int | None, existing: str) -> Path:
     """``data`` as the path of an existing label file with a known suffix.
 
     ``existing`` is the expectation a missing file is told.
@@ -210,33 +253,7 @@ def _label_file(
     for option, value in (("--imbalance-ratio", imbalance_ratio), ("--seed", seed)):
         if value is not None:
             raise _not_applicable(option, data)
-    path = Path(data)
-    if not path.is_file():
-        raise InvalidValueError(
-            expected("--data", existing, f"{data!r}, which is no such file", "Check the path.")
-        )
-    if path.suffix.lower() not in SUFFIXES:
-        raise InvalidValueError(
-            expected(
-                "--data",
-                f"to be a {_SUFFIX_TEXT} file",
-                repr(data),
-                "Save the labels in one of those formats.",
-            )
-        )
-    return path
-
-
-def _check_not_empty(n: int, what: str, description: str) -> None:
-    if n == 0:
-        raise InvalidValueError(
-            expected(
-                "--data",
-                f"to hold at least one {what}",
-                f"none in {description}",
-                "Check the file.",
-            )
-        )
+    return files.check_file(data, SUFFIXES, spelling=spelling(), existing=existing, holds="labels")
 
 
 def _digits_lt(imbalance_ratio: float, seed: int) -> Labels:
@@ -252,84 +269,14 @@ def _digits_lt(imbalance_ratio: float, seed: int) -> Labels:
 
 def _not_applicable(option: str, data: str) -> InvalidValueError:
     where = {
-        "--column": "a .csv or .parquet file",
         "--imbalance-ratio": "--data digits-lt",
         "--seed": "--data digits-lt",
-    }[option]
+    }.get(option, "a .csv or .parquet file")  # the label option, however it is spelled
     return InvalidValueError(
         expected(
             option, f"to be given only with {where}", f"it with --data {data}", f"Drop {option}."
         )
     )
-
-
-def _load_npy(path: Path) -> np.ndarray[Any, Any]:
-    try:
-        return np.asarray(np.load(path, allow_pickle=False))
-    except (OSError, ValueError) as err:
-        raise _unreadable(path, err) from None
-
-
-def _read_npy(path: Path) -> np.ndarray[Any, Any]:
-    values = _load_npy(path)
-    if values.ndim != 1:
-        raise InvalidValueError(
-            expected(
-                "--data",
-                "to hold a 1-D array of labels",
-                f"shape {values.shape} in {path.name}",
-                "Save labels.ravel() for masks, or one label per sample.",
-            )
-        )
-    return values
-
-
-def _read_column(path: Path, column: str | None) -> tuple[np.ndarray[Any, Any], str]:
-    frame = _read_table(path, lambda available: [_pick_column(path, available, column)])
-    name = str(frame.columns[0])
-    description = f"column {name!r} of {path.name}"
-    _check_no_missing(frame[name], description)
-    return frame[name].to_numpy(), description
-
-
-def _read_table(path: Path, pick: Callable[[list[str]], list[str]]) -> Any:
-    """The columns ``pick(all column names)`` of a .csv or .parquet file, as a DataFrame."""
-    import pandas as pd
-
-    parquet = path.suffix.lower() != ".csv"
-    try:
-        if parquet:
-            try:
-                import pyarrow.parquet as pq  # type: ignore[import-untyped]
-            except ImportError:
-                raise ImportError(
-                    f"Reading {path.name} needs pyarrow, which is not installed. "
-                    f"Install it with: {PARQUET_HINT}"
-                ) from None
-            available = [str(c) for c in pq.read_schema(path).names]
-        else:
-            available = [str(c) for c in pd.read_csv(path, nrows=0).columns]
-        picked = pick(available)
-        if parquet:
-            return pd.read_parquet(path, columns=picked)
-        return pd.read_csv(path, usecols=picked)[picked]
-    except WeightlabError:
-        raise
-    except (OSError, ValueError) as err:  # pandas' and pyarrow's parse errors are ValueErrors
-        raise _unreadable(path, err) from None
-
-
-def _check_no_missing(series: Any, description: str) -> None:
-    missing = int(series.isna().sum())
-    if missing:
-        raise InvalidValueError(
-            expected(
-                "--column",
-                "to have no missing values",
-                f"{missing} missing in {description}",
-                "Drop or fill them first.",
-            )
-        )
 
 
 def _check_indicators(values: np.ndarray[Any, Any], where: str, fix: str) -> None:
@@ -355,46 +302,12 @@ def _check_indicators(values: np.ndarray[Any, Any], where: str, fix: str) -> Non
         )
 
 
-def _pick_column(path: Path, columns: list[str], column: str | None) -> str:
-    if column is not None:
-        if column in columns:
-            return column
-        raise InvalidValueError(
-            expected(
-                "--column",
-                f"to be a column of {path.name} ({names(columns)})",
-                repr(column),
-                "Pick one of those columns.",
-            )
-        )
-    if len(columns) == 1:
-        return columns[0]
-    for name in LABEL_COLUMNS:
-        if name in columns:
-            return name
-    raise InvalidValueError(
-        expected(
-            "--column",
-            f"to name the label column of {path.name} ({names(columns)})",
-            f"none, and no column is named {names(LABEL_COLUMNS)}",
-            "Pass --column NAME.",
-        )
-    )
-
-
-def _unreadable(path: Path, err: Exception) -> InvalidValueError:
-    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return InvalidValueError(
-        expected(
-            "--data",
-            f"to be a readable {path.suffix} file",
-            f"{path.name}: {reason}",
-            "Check the file.",
-        )
-    )
-
-
-def _as_labels(values: np.ndarray[Any, Any], description: str) -> Labels:
+def _as_labels(
+    values: np.ndarray[Any, Any], description: str, class_names: tuple[str, ...] | None = None
+) -> Labels:
+    if class_names is not None:  # saved names of the sorted distinct labels
+        _, codes = np.unique(values, return_inverse=True)
+        return Labels(codes.astype(np.int64).reshape(-1), class_names, description)
     if values.dtype != np.bool_ and (
         np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)
     ):

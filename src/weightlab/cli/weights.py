@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from weightlab.errors import InvalidValueError, WeightlabError, ZeroCountError, expected, names
+from weightlab.lab.files import deprecation_note
 from weightlab.weights import (
     NORMALIZATIONS,
     SCHEMES,
@@ -39,18 +40,27 @@ def weights_command(
             "--data",
             "-d",
             help="'digits-lt' (built in: the long-tailed training split of the 8x8 digits), "
-            "or a .csv, .parquet or .npy file of labels.",
+            "or a file of labels: .csv, .parquet (a label column), .npy (one label per sample) "
+            "or .npz (its array y, as `weightlab study` reads it).",
         ),
     ] = "digits-lt",
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label",
+            "-l",
+            help="Label column of a .csv/.parquet file. Default: the only column, or the first "
+            "of target, label, y, class. Integer labels are class indices; other labels are "
+            "class names, sorted. With --multilabel: a 0/1 label column; repeat for several "
+            "(default: every column).",
+        ),
+    ] = None,
     column: Annotated[
         list[str] | None,
         typer.Option(
             "--column",
             "-c",
-            help="Label column of a .csv/.parquet file. Default: the only column, or one named "
-            "target, label, y or class. Integer labels are class indices; other labels are "
-            "class names, sorted. With --multilabel: a 0/1 label column; repeat for several "
-            "(default: every column).",
+            help="Deprecated old name of --label (removed in the next release).",
         ),
     ] = None,
     multilabel: Annotated[
@@ -59,7 +69,7 @@ def weights_command(
             "--multilabel",
             help="Multi-label 0/1 targets: print positives, negatives and pos_weight "
             "(negatives / positives, for torch.nn.BCEWithLogitsLoss) of every label. --data is "
-            "an (N, L) .npy array or a .csv/.parquet file of 0/1 label columns.",
+            "an (N, L) .npy array (or .npz y) or a .csv/.parquet file of 0/1 label columns.",
         ),
     ] = False,
     imbalance_ratio: Annotated[
@@ -120,15 +130,19 @@ def weights_command(
     Examples:
         weightlab weights
 
-        weightlab weights --data labels.csv --column species -s balanced -s effective_number
+        weightlab weights --data labels.csv --label species -s balanced -s effective_number
 
         weightlab weights --scheme effective_number --param beta=0.99 --format json
 
         weightlab weights --multilabel --data targets.npy
 
-        weightlab weights --multilabel --data tags.csv -c cat -c dog --zero-count zero
+        weightlab weights --multilabel --data tags.csv -l cat -l dog --zero-count zero
     """
-    columns = list(dict.fromkeys(column or []))  # repeated names once, in the order given
+    option = "--column" if column and not label else "--label"  # messages name what was typed
+    if column:
+        typer.echo(f"Note: {deprecation_note('--column', '--label')}", err=True)
+    # repeated names once, in the order given
+    columns = list(dict.fromkeys([*(label or []), *(column or [])]))
     try:
         _check_choice("--format", output_format, FORMATS)
         if show_schemes:
@@ -140,11 +154,12 @@ def weights_command(
                 [option for option, value in given.items() if value is not None]
             )
             _check_choice("--zero-count", zero_count, ZERO_COUNT_POLICIES)
-            report = _multilabel_report(data, columns, imbalance_ratio, seed, zero_count)
+            report = _multilabel_report(data, columns, option, imbalance_ratio, seed, zero_count)
         else:
             report = _single_label_report(
-                data, columns, imbalance_ratio, seed, scheme, param, normalize, clip, zero_count
-            )
+                data, columns, option, imbalance_ratio, seed, scheme, param, normalize, clip,
+                zero_count,
+            )  # fmt: skip
     except ZeroCountError as err:
         _fail(f"{err} On the command line: --zero-count zero or --zero-count max.")
     except (WeightlabError, ImportError) as err:
@@ -160,6 +175,7 @@ def weights_command(
 def _single_label_report(
     data: str,
     columns: list[str],
+    option: str,
     imbalance_ratio: float | None,
     seed: int | None,
     scheme: list[str] | None,
@@ -177,7 +193,7 @@ def _single_label_report(
     if len(columns) > 1:
         raise InvalidValueError(
             expected(
-                "--column",
+                option,
                 "to be given once without --multilabel",
                 f"{len(columns)} columns ({names(columns)})",
                 "Pass the one label column, or add --multilabel for 0/1 label columns.",
@@ -187,7 +203,11 @@ def _single_label_report(
     from weightlab.cli.labels import read_labels
 
     labels = read_labels(
-        data, column=columns[0] if columns else None, imbalance_ratio=imbalance_ratio, seed=seed
+        data,
+        label=columns[0] if columns else None,
+        imbalance_ratio=imbalance_ratio,
+        seed=seed,
+        option=option,
     )
     num_classes = len(labels.class_names) if labels.class_names is not None else None
     counts = count_labels(labels.values, num_classes, multilabel=False)
@@ -410,13 +430,16 @@ def _refuse_with_multilabel(options: list[str]) -> None:
 def _multilabel_report(
     data: str,
     columns: list[str],
+    option: str,
     imbalance_ratio: float | None,
     seed: int | None,
     zero_count: str,
 ) -> dict[str, Any]:
     from weightlab.cli.labels import read_multilabel
 
-    labels = read_multilabel(data, columns=columns, imbalance_ratio=imbalance_ratio, seed=seed)
+    labels = read_multilabel(
+        data, labels=columns, imbalance_ratio=imbalance_ratio, seed=seed, option=option
+    )
     label_names, description = labels.label_names, labels.description
     counts = count_multilabel(labels.values)
     weights = pos_weight(counts, zero_count=zero_count)  # type: ignore[arg-type]
