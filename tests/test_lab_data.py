@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from weightlab.errors import InvalidValueError, ShapeMismatchError
-from weightlab.lab.data import load_data, load_synthetic
+from weightlab.lab.data import load_data, load_synthetic, load_table
 
 
 def test_digits_layouts_share_examples():
@@ -88,8 +88,13 @@ def test_table_errors(tmp_path):
         "). Encode them as numbers (e.g. one-hot) or leave them out with features=[...]."
     )
     assert load_data(path, features=["a", "b"]).num_classes == 3
-    with pytest.raises(InvalidValueError, match=r"Expected `target` to be a column of t\.csv"):
-        load_data(path, target="nope")
+    with pytest.raises(InvalidValueError, match=r"Expected `label` to be a column of t\.csv"):
+        load_data(path, label="nope")
+    with (
+        pytest.warns(DeprecationWarning, match="target= is deprecated"),
+        pytest.raises(InvalidValueError, match=r"Expected `target` to be a column of t\.csv"),
+    ):
+        load_data(path, target="nope")  # the old name still works, and messages name it
     with pytest.raises(InvalidValueError, match="Expected `params` to be among"):
         load_data(path, imbalance_ratio=3)
 
@@ -123,3 +128,218 @@ def test_unknown_name():
     assert str(err.value).startswith("Expected `name_or_path` to be one of 'digits-lt', ")
     with pytest.raises(InvalidValueError, match=r"Expected `label_noise` to be a number in \[0.0"):
         load_synthetic(label_noise=2)
+
+
+# -- one reader, one vocabulary (weightlab.lab.files) --------------------------------------
+
+
+def _same(a, b) -> None:
+    for split in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        assert torch.equal(getattr(a, split), getattr(b, split)), split
+    assert (a.class_names, a.input_shape, a.name) == (b.class_names, b.input_shape, b.name)
+
+
+def test_label_names_the_label_column_and_target_is_its_deprecated_alias(tmp_path):
+    path = tmp_path / "t.csv"
+    frame = _frame().rename(columns={"label": "species"})
+    frame["code"] = np.arange(120) % 2  # a numeric column that is not the label
+    frame.to_csv(path, index=False)
+    new = load_data(path, label="species", features=["a", "b"], seed=1)
+    assert new.class_names == ("ant", "bee", "cat") and new.input_shape == (2,)
+    with pytest.warns(DeprecationWarning) as caught:
+        old = load_data(path, target="species", features=["a", "b"], seed=1)
+    _same(old, new)
+    assert [str(w.message) for w in caught] == [
+        "target= is deprecated and will be removed in the next release; use label= instead."
+    ]
+    with pytest.warns(DeprecationWarning):
+        _same(load_table(path, target="species", features=["a", "b"], seed=1), new)
+    with pytest.warns(DeprecationWarning), pytest.raises(InvalidValueError) as err:
+        load_data(path, label="species", target="code")
+    assert str(err.value) == (
+        "Expected `label` to be given once (its old name is target), but got label='species' and "
+        "target='code'. Drop target."
+    )
+    with pytest.warns(DeprecationWarning):  # both names, the same column: fine
+        _same(load_data(path, label="species", target="species", features=["a", "b"], seed=1), new)
+
+
+def test_unknown_params_list_the_new_names_only(tmp_path):
+    path = tmp_path / "t.csv"
+    _frame().to_csv(path, index=False)
+    with pytest.raises(InvalidValueError) as err:
+        load_data(path, column="label")
+    assert str(err.value) == (
+        f"Expected `params` to be among 'label', 'features', 'val_fraction', 'test_fraction', "
+        f"'standardize', 'seed' for {str(path)!r}, but got 'column'. Drop or rename them."
+    )
+
+
+def test_npy_is_labels_alone_and_refused_with_a_reason(tmp_path):
+    path = tmp_path / "y.npy"
+    np.save(path, np.array([0, 1, 1]))
+    with pytest.raises(InvalidValueError) as err:
+        load_data(path)
+    assert str(err.value) == (
+        "Expected `name_or_path` to be a .csv, .parquet, .pq or .npz file, with features and "
+        f"labels, but got {str(path)!r}, an .npy file of labels alone. Save the features with "
+        "the labels: np.savez('data.npz', X=X, y=y), or a table with a label column "
+        "(`weightlab weights` counts an .npy of labels)."
+    )
+    with pytest.raises(InvalidValueError, match=r"^Expected `name_or_path` to be one of "):
+        load_data(tmp_path / "missing.npy")  # no such file: the usual message
+
+
+def test_features_checks(tmp_path):
+    path = tmp_path / "t.csv"
+    frame = _frame()
+    frame.to_csv(path, index=False)
+    one = load_data(path, features="b")  # one name is one column (not the letters of a name)
+    assert one.input_shape == (1,)
+    with pytest.raises(InvalidValueError) as err:
+        load_data(path, features=["a", "label"])
+    assert str(err.value) == (
+        "Expected `features` to leave out the label column 'label', but got 'a', 'label'. Drop "
+        "'label' from features: a model must not read its labels."
+    )
+    with pytest.raises(InvalidValueError) as err:
+        load_data(path, features=["a", "nope"])
+    assert str(err.value) == (
+        "Expected `features` to name at least one column of t.csv, but got ['nope']. Pick from "
+        "'a', 'b', 'label'."
+    )
+    frame.loc[5, "a"] = np.inf
+    frame.loc[7, "b"] = np.nan
+    frame.to_csv(path, index=False)
+    with pytest.raises(InvalidValueError) as err:
+        load_data(path)
+    assert str(err.value) == (
+        "Expected `features` to have no missing or infinite values, but got 2 in column(s) 'a', "
+        "'b' of t.csv. Impute or drop those rows first."
+    )
+    frame = _frame()
+    frame.loc[3, "label"] = None
+    frame.to_csv(path, index=False)
+    with pytest.raises(InvalidValueError) as err:
+        load_data(path)
+    assert str(err.value) == (
+        "Expected `label` to have no missing values, but got 1 missing in column 'label' of t.csv. "
+        "Drop or fill them first."
+    )
+
+
+def test_label_messages(tmp_path):
+    path = tmp_path / "t.csv"
+    _frame().rename(columns={"label": "kind"}).to_csv(path, index=False)
+    with pytest.raises(InvalidValueError) as err:
+        load_data(path)
+    assert str(err.value) == (
+        "Expected `label` to name the label column of t.csv ('a', 'b', 'kind'), but got none, and "
+        "no column is named 'target', 'label', 'y', 'class'. Pass label=NAME."
+    )
+    one = tmp_path / "one.csv"
+    pd.DataFrame({"label": ["a", "b"] * 5}).to_csv(one, index=False)
+    with pytest.raises(InvalidValueError) as err:
+        load_data(one)
+    assert str(err.value) == (
+        "Expected `features` to name at least one column of one.csv, but got []. Pick from "
+        "'label'."
+    )
+    rare = tmp_path / "rare.csv"
+    frame = _frame()
+    frame.loc[0, "label"] = "emu"
+    frame.to_csv(rare, index=False)
+    with pytest.raises(InvalidValueError) as err:
+        load_data(rare)
+    assert str(err.value) == (
+        "Expected `label` to have at least 2 rows of every class for a stratified test split, but "
+        "got fewer for class index [3]. Add rows of those classes or drop them from the file."
+    )
+    single = tmp_path / "single.csv"
+    pd.DataFrame({"x": range(6), "label": ["cat"] * 6}).to_csv(single, index=False)
+    with pytest.raises(InvalidValueError) as err:
+        load_data(single)
+    assert str(err.value) == (
+        "Expected `label` to hold at least two classes in single.csv, but got 1 ('cat'). Check "
+        "the labels."
+    )
+
+
+def test_parquet_index_is_not_a_feature(tmp_path):
+    path = tmp_path / "t.parquet"
+    frame = _frame().iloc[::-1]  # a saved (non-range) index
+    frame.to_parquet(path)
+    data = load_data(path)
+    assert data.input_shape == (2,)
+    _same(data, load_data(path, features=["a", "b"]))
+
+
+def test_table_file_errors(tmp_path):
+    with pytest.raises(InvalidValueError) as err:
+        load_table(tmp_path / "none.csv")
+    assert str(err.value) == (
+        f"Expected `path` to be an existing .csv, .parquet or .pq file, but got "
+        f"{str(tmp_path / 'none.csv')!r}, which is no such file. Check the path."
+    )
+    empty = tmp_path / "empty.csv"
+    empty.write_text("a,label\n")
+    with pytest.raises(InvalidValueError) as err:
+        load_data(empty)
+    assert str(err.value) == (
+        "Expected `path` to hold at least one label, but got none in column 'label' of "
+        "empty.csv. Check the file."
+    )
+    broken = tmp_path / "broken.parquet"
+    broken.write_text("not parquet")
+    with pytest.raises(InvalidValueError, match=r"^Expected `path` to be a readable \.parquet "):
+        load_data(broken)
+
+
+def test_npz_errors(tmp_path):
+    path = tmp_path / "d.npz"
+    x = np.zeros((6, 2))
+    np.savez(path, X=x, y=np.array([0.0, 1.0, np.nan, 0.0, 1.0, 0.0]))
+    with pytest.raises(InvalidValueError) as err:
+        load_data(path)
+    assert str(err.value) == (
+        "Expected `y` to have no missing values, but got 1 NaN in array 'y' of d.npz. Drop or "
+        "fill them first."
+    )
+    x[1, 1] = np.inf
+    np.savez(path, X=x, y=np.array([0, 1] * 3))
+    with pytest.raises(InvalidValueError) as err:
+        load_data(path)
+    assert str(err.value) == (
+        "Expected `X` to have no missing or infinite values, but got 1 in array 'X' of d.npz. "
+        "Impute or drop those rows."
+    )
+    np.savez(path, X=np.zeros((6, 2)), y=np.array([0, 1] * 3)[:5])
+    with pytest.raises(ShapeMismatchError, match=r"^Expected `y` to be 1-D with one label per "):
+        load_data(path)
+    np.savez(path, X=np.zeros((0, 2)), y=np.zeros(0))
+    with pytest.raises(InvalidValueError) as err:
+        load_data(path)
+    assert str(err.value) == (
+        "Expected `path` to hold at least one label, but got none in array 'y' of d.npz. Check "
+        "the file."
+    )
+    np.savez(path, X=np.array([["a"]] * 4), y=np.array([0, 1] * 2))
+    with pytest.raises(InvalidValueError, match=r"^Expected `X` to be a real numeric array"):
+        load_data(path)
+    np.savez(path, X=np.zeros((4, 2)), y=np.array([0, 0, 0, 1]))
+    with pytest.raises(InvalidValueError) as err:
+        load_data(path)
+    assert str(err.value).startswith("Expected `y` to have at least 2 rows of every class")
+    broken = tmp_path / "broken.npz"
+    broken.write_text("no zip")
+    with pytest.raises(InvalidValueError, match=r"^Expected `path` to be a readable \.npz file"):
+        load_data(broken)
+
+
+def test_npz_class_names_name_the_sorted_labels(tmp_path):
+    path = tmp_path / "d.npz"
+    y = np.repeat([7, 3], 50)
+    np.savez(path, X=np.zeros((100, 4)), y=y, class_names=np.array(["three", "seven"]))
+    assert load_data(path).class_names == ("three", "seven")
+    np.savez(path, X=np.zeros((100, 4)), y=y, class_names=np.array(["only one"]))
+    assert load_data(path).class_names == ("3", "7")  # not one name per label: ignored

@@ -32,7 +32,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from weightlab.errors import InvalidValueError, ShapeMismatchError, expected, names
+from weightlab.errors import InvalidValueError, expected, names
+from weightlab.lab import files
 from weightlab.lab.architectures import check_arch, layout_shape
 
 __all__ = [
@@ -47,8 +48,8 @@ __all__ = [
 
 #: Names :func:`load_data` understands besides file paths.
 BUILTIN_DATASETS = ("digits-lt", "synthetic")
-#: File suffixes :func:`load_data` reads.
-FILE_SUFFIXES = (".csv", ".parquet", ".pq", ".npz")
+#: File suffixes :func:`load_data` reads (features and labels; see :mod:`weightlab.lab.files`).
+FILE_SUFFIXES = files.DATA_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -252,16 +253,21 @@ def load_synthetic(
     )  # fmt: skip
 
 
-def _encode_labels(y: npt.NDArray[Any], source: str) -> tuple[npt.NDArray[np.int64], list[str]]:
-    """Map labels to ``0..C-1`` by sorted class value; return the codes and the names."""
+def _encode_labels(
+    y: npt.NDArray[Any], source: str, label: str = "label"
+) -> tuple[npt.NDArray[np.int64], list[str]]:
+    """Map labels to ``0..C-1`` by sorted class value; return the codes and the names.
+
+    ``label`` names the labels' argument in messages (``label``, ``y``, ...).
+    """
     classes, codes = np.unique(y, return_inverse=True)
     if len(classes) < 2:
         raise InvalidValueError(
             expected(
-                "target",
+                label,
                 f"to hold at least two classes in {source}",
                 f"{len(classes)} ({names(classes.tolist())})",
-                "Check the target column.",
+                "Check the labels.",
             )
         )
     return codes.astype(np.int64), [str(c) for c in classes.tolist()]
@@ -273,6 +279,7 @@ def _split(
     fraction: float,
     seed: int,
     what: str,
+    label: str = "label",
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64], npt.NDArray[Any], npt.NDArray[np.int64]]:
     """A stratified split: (rest x, rest y, part x, part y) with ``fraction`` in the part."""
     from sklearn.model_selection import train_test_split
@@ -282,7 +289,7 @@ def _split(
         rare = np.flatnonzero(counts < 2).tolist()
         raise InvalidValueError(
             expected(
-                "target",
+                label,
                 f"to have at least 2 rows of every class for a stratified {what} split",
                 f"fewer for class index {rare}",
                 "Add rows of those classes or drop them from the file.",
@@ -305,11 +312,12 @@ def _finish_user(
     standardize: bool,
     seed: int,
     name: str,
+    label: str = "label",
 ) -> LabData:
     _check_number("val_fraction", val_fraction, 0.01, 0.9, "Use a fraction such as 0.2.")
     _check_number("test_fraction", test_fraction, 0.01, 0.9, "Use a fraction such as 0.2.")
-    x_tr, y_tr, x_te, y_te = _split(x, y, test_fraction, seed, "test")
-    x_tr, y_tr, x_va, y_va = _split(x_tr, y_tr, val_fraction, seed + 1, "validation")
+    x_tr, y_tr, x_te, y_te = _split(x, y, test_fraction, seed, "test", label)
+    x_tr, y_tr, x_va, y_va = _split(x_tr, y_tr, val_fraction, seed + 1, "validation", label)
     if standardize:
         mean = x_tr.mean(axis=0)
         std = x_tr.std(axis=0)
@@ -321,107 +329,50 @@ def _finish_user(
 def load_table(
     path: str | Path,
     *,
-    target: str | None = None,
-    features: Sequence[str] | None = None,
+    label: str | None = None,
+    features: Sequence[str] | str | None = None,
     val_fraction: float = 0.2,
     test_fraction: float = 0.2,
     standardize: bool = True,
     seed: int = 0,
+    target: str | None = None,
 ) -> LabData:
-    """Read a CSV or Parquet file: one target column, numeric feature columns.
+    """Read a CSV or Parquet file: one label column, numeric feature columns.
 
-    Labels (numbers or strings) become class indices in sorted order, and the
-    class names keep the original values. The test split (``test_fraction``)
-    and then the validation split (``val_fraction`` of the remaining rows) are
-    stratified random parts of the file. Features are standardised with the
-    training rows' mean and standard deviation unless ``standardize=False``.
+    The file is read by :func:`weightlab.lab.files.read_table_examples`, the
+    reader ``weightlab weights`` uses too. Labels (numbers or strings) become
+    class indices in sorted order, and the class names keep the original
+    values. The test split (``test_fraction``) and then the validation split
+    (``val_fraction`` of the remaining rows) are stratified random parts of the
+    file. Features are standardised with the training rows' mean and standard
+    deviation unless ``standardize=False``.
 
     Args:
         path: a ``.csv``, ``.parquet`` or ``.pq`` file.
-        target: the label column (default: a column named ``target``, ``label``,
-            ``y`` or ``class``).
-        features: feature columns (default: every other column).
+        label: the label column (default: the first column named ``target``,
+            ``label``, ``y`` or ``class``).
+        features: feature columns (default: every other column); one name is one column.
         val_fraction: fraction of the non-test rows used for validation.
         test_fraction: fraction of all rows used for testing.
         standardize: z-score the features with training statistics.
         seed: seed of the splits.
+        target: deprecated old name of ``label`` (a :class:`DeprecationWarning`;
+            removed in the next release).
 
     Raises:
-        InvalidValueError: no target column, a non-numeric or missing feature
-            value, or a class too rare to split.
+        InvalidValueError: a missing file, no label column, no or unknown
+            feature columns (or the label among them), a non-numeric, missing or
+            infinite feature value, missing labels, or a class too rare to split.
+        ImportError: a Parquet file without pyarrow installed.
     """
-    import pandas as pd
-
-    path = Path(path)
-    if path.suffix.lower() == ".csv":
-        frame = pd.read_csv(path)
-    else:
-        try:
-            frame = pd.read_parquet(path)
-        except ImportError as err:
-            raise ImportError(
-                "Reading Parquet needs pyarrow: pip install 'weightlab[parquet]'"
-            ) from err
-    if target is None:
-        found = [c for c in ("target", "label", "y", "class") if c in frame.columns]
-        if not found:
-            raise InvalidValueError(
-                expected(
-                    "target",
-                    f"to name the label column of {path.name}",
-                    "None and no column named 'target', 'label', 'y' or 'class'",
-                    f"Pass target= one of {names(map(str, frame.columns))}.",
-                )
-            )
-        target = found[0]
-    if target not in frame.columns:
-        raise InvalidValueError(
-            expected(
-                "target",
-                f"to be a column of {path.name} ({names(map(str, frame.columns))})",
-                repr(target),
-                "Pass the name of the label column.",
-            )
-        )
-    cols = [c for c in frame.columns if c != target] if features is None else list(features)
-    missing = [c for c in cols if c not in frame.columns]
-    if missing or not cols:
-        raise InvalidValueError(
-            expected(
-                "features",
-                f"to name at least one column of {path.name}",
-                repr(missing or cols),
-                f"Pick from {names(map(str, frame.columns))}.",
-            )
-        )
-    bad = [c for c in cols if not pd.api.types.is_numeric_dtype(frame[c])
-           or pd.api.types.is_bool_dtype(frame[c])]  # fmt: skip
-    if bad:
-        raise InvalidValueError(
-            expected(
-                "features",
-                "to be numeric columns",
-                f"non-numeric column(s) {names(map(str, bad))} "
-                f"(dtype {names(str(frame[c].dtype) for c in bad)})",
-                "Encode them as numbers (e.g. one-hot) or leave them out with features=[...].",
-            )
-        )
-    x = frame[cols].to_numpy(dtype=np.float64)
-    labels = frame[target]
-    if labels.isna().any() or not np.isfinite(x).all():
-        raise InvalidValueError(
-            expected(
-                "data",
-                f"to have no missing or infinite values in {path.name}",
-                "missing or infinite entries",
-                "Impute or drop those rows first.",
-            )
-        )
-    y, class_names = _encode_labels(labels.to_numpy(), path.name)
+    spelling = files.PYTHON if target is None else replace(files.PYTHON, label="target")
+    label = files.renamed(label, target, new="label", old="target")
+    got = files.read_table_examples(path, label=label, features=features, spelling=spelling)
+    y, class_names = _encode_labels(got.y, got.description, spelling.label)
     return _finish_user(
-        x, y, class_names, (len(cols),),
+        got.x, y, class_names, got.input_shape,
         val_fraction=val_fraction, test_fraction=test_fraction,
-        standardize=standardize, seed=seed, name=str(path),
+        standardize=standardize, seed=seed, name=str(Path(path)), label=spelling.label,
     )  # fmt: skip
 
 
@@ -436,66 +387,26 @@ def load_array_file(
 ) -> LabData:
     """Read an ``.npz`` holding ``X`` (rows), ``y`` (labels) and the input shape.
 
-    The shape of one example comes from ``input_shape=`` or, failing that,
-    from an ``input_shape`` array saved in the file, or else from ``X.shape[1:]``;
+    The file is read by :func:`weightlab.lab.files.read_npz_examples`. The
+    shape of one example comes from ``input_shape=`` or, failing that, from an
+    ``input_shape`` array saved in the file, or else from ``X.shape[1:]``;
     ``X`` is reshaped to ``(N, *input_shape)``. An optional ``class_names``
     array names the sorted label values. Splits are as in :func:`load_table`.
 
     Raises:
-        InvalidValueError: ``X`` or ``y`` missing, sizes that disagree, or a
-            non-numeric ``X``.
+        InvalidValueError: a missing file, ``X`` or ``y`` missing, sizes that
+            disagree, a non-numeric or non-finite ``X``, or missing labels.
+        ShapeMismatchError: ``y`` not one label per row of ``X``, or an
+            ``input_shape`` that does not hold one row.
     """
-    path = Path(path)
-    with np.load(path, allow_pickle=False) as z:
-        keys = set(z.files)
-        if not {"X", "y"} <= keys:
-            raise InvalidValueError(
-                expected(
-                    "path",
-                    "to be an .npz with arrays 'X' and 'y'",
-                    f"arrays {names(sorted(keys))}",
-                    "Save it with np.savez(path, X=X, y=y, input_shape=(1, 8, 8)).",
-                )
-            )
-        x, labels = z["X"], z["y"]
-        if input_shape is None and "input_shape" in keys:
-            input_shape = tuple(int(s) for s in z["input_shape"].tolist())
-        saved_names = [str(n) for n in z["class_names"].tolist()] if "class_names" in keys else None
-    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
-        raise InvalidValueError(
-            expected("X", "to be a real numeric array", f"dtype {x.dtype}", "Save numbers.")
-        )
-    shape = tuple(int(s) for s in (input_shape if input_shape is not None else x.shape[1:]))
-    if labels.ndim != 1 or len(labels) != len(x) or not shape:
-        raise ShapeMismatchError(
-            expected(
-                "y",
-                f"to be 1-D with one label per row of X ({len(x)})",
-                f"shape {labels.shape}",
-                "Save one label per example.",
-            )
-        )
-    if x[0].size != math.prod(shape):
-        raise ShapeMismatchError(
-            expected(
-                "input_shape",
-                f"to hold the {x[0].size} values of one row of X",
-                repr(shape),
-                "Declare the shape of one example, e.g. (1, 8, 8) or (8, 8).",
-            )
-        )
-    x = x.reshape(len(x), -1).astype(np.float64)
-    if not np.isfinite(x).all():
-        raise InvalidValueError(
-            expected("X", "to be finite", "NaN or infinite values", "Impute or drop those rows.")
-        )
-    y, class_names = _encode_labels(labels, path.name)
-    if saved_names is not None and len(saved_names) == len(class_names):
-        class_names = saved_names
+    got = files.read_npz_examples(path, input_shape=input_shape)
+    y, class_names = _encode_labels(got.y, got.description, "y")
+    if got.class_names is not None:
+        class_names = list(got.class_names)
     return _finish_user(
-        x, y, class_names, shape,
+        got.x, y, class_names, got.input_shape,
         val_fraction=val_fraction, test_fraction=test_fraction,
-        standardize=standardize, seed=seed, name=str(path),
+        standardize=standardize, seed=seed, name=str(Path(path)), label="y",
     )  # fmt: skip
 
 
@@ -505,10 +416,13 @@ def load_data(name_or_path: str | Path, **params: Any) -> LabData:
     ``"digits-lt"`` takes ``imbalance_ratio``, ``seed``; ``"synthetic"`` takes
     the arguments of :func:`load_synthetic`; a ``.csv``/``.parquet`` path those
     of :func:`load_table`; an ``.npz`` path those of :func:`load_array_file`.
+    An ``.npy`` file holds labels alone (``weightlab weights`` counts them) and
+    is refused here with a message that says so.
 
     Raises:
-        InvalidValueError: an unknown name, a missing file, an unreadable suffix,
-            or a parameter the loader does not take.
+        InvalidValueError: an unknown name, a missing file, an unreadable suffix
+            (an ``.npy``: labels without features), or a parameter the loader
+            does not take.
 
     Example:
         >>> load_data("digits-lt", imbalance_ratio=100).train_counts.tolist()
@@ -528,7 +442,8 @@ or the path.
     suffix = path.suffix.lower()
     if key in loaders:
         loader = loaders[key]
-    elif suffix in FILE_SUFFIXES and path.is_file():
+    elif suffix in files.LABEL_SUFFIXES and path.is_file():
+        files.check_file(key, FILE_SUFFIXES, spelling=files.Spelling(data="name_or_path"))
         loader = load_array_file if suffix == ".npz" else load_table
     else:
         raise InvalidValueError(
@@ -543,10 +458,11 @@ or the path.
     accepted = [p for p in inspect.signature(loader).parameters if p != "path"]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
+        current = [p for p in accepted if p not in files.RENAMED]  # old names go unmentioned
         raise InvalidValueError(
             expected(
                 "params",
-                f"to be among {names(accepted)} for {key!r}",
+                f"to be among {names(current)} for {key!r}",
                 names(unknown),
                 "Drop or rename them.",
             )
