@@ -49,12 +49,12 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from weightlab.errors import InvalidValueError, ShapeMismatchError, expected
+from weightlab.errors import ShapeMismatchError, expected
+from weightlab.functional import LossParts, cross_entropy
 
 __all__ = [
+    "PartsLoss",
     "ScalarLoss",
-    "diagnose_stack",
-    "diagnostics_for_trial",
     "gradient_shares",
     "layer_parameters",
     "loss_mass",
@@ -64,9 +64,9 @@ __all__ = [
 
 #: ``(logits (B, C), target (B,)) -> scalar loss``.
 ScalarLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-#: The engine's per-sample loss ``(logits, target, class_weight) -> (B,)``, already
-#: multiplied by the target's class weight (see :data:`weightlab.lab.engine.LossFn`).
-PerSampleLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+#: A batch loss as parts, ``(logits, target, class_weight) -> LossParts`` (the weighted
+#: sum and its normaliser), as the lab's losses are (``weightlab.lab.weightings.LabLoss``).
+PartsLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], LossParts]
 
 #: Default number of probe rows :func:`probe_batch` keeps.
 PROBE_SIZE = 1024
@@ -266,38 +266,45 @@ def loss_mass(
     return [float(v) for v in (mass / total if total > 0 else mass)]
 
 
-def _scalar_loss(loss_fn: PerSampleLoss | None, w: torch.Tensor) -> ScalarLoss:
-    """The engine's weighted mean of a per-sample loss, as a scalar loss of (logits, target)."""
-    if loss_fn is None:
-        from weightlab.lab.engine import weighted_cross_entropy
+def weighted_cross_entropy_parts(
+    logits: torch.Tensor, target: torch.Tensor, class_weight: torch.Tensor
+) -> LossParts:
+    """Cross-entropy with class weights as parts, ``(sum_i w_y l_i, sum_i w_y)``: the default loss."""
+    parts = cross_entropy(
+        logits, target, class_weight=class_weight, reduction="parts", validate_args=False
+    )
+    assert isinstance(parts, LossParts)
+    return parts
 
-        loss_fn = weighted_cross_entropy
-    fn = loss_fn
+
+def _scalar_loss(loss_fn: PartsLoss | None, w: torch.Tensor) -> ScalarLoss:
+    """The weighted mean of a parts loss with weights ``w``, as a scalar loss of (logits, target)."""
+    fn = loss_fn or weighted_cross_entropy_parts
 
     def scalar(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return fn(z, t, w.to(z.dtype)).sum() / w[t].sum().to(z.dtype)
+        return fn(z, t, w.to(z.dtype)).mean()
 
     return scalar
 
 
 def record_diagnostics(
     model: nn.Module,
-    loss_fn: PerSampleLoss | None,
+    loss_fn: PartsLoss | None,
     probe_x: torch.Tensor,
     probe_y: torch.Tensor,
     class_weight: npt.ArrayLike | torch.Tensor,
 ) -> dict[str, Any]:
     """Gradient shares with and without the class weights, and the loss mass; JSON-ready.
 
-    The loss is the engine's: ``loss_fn(logits, target, class_weight)`` gives
-    per-sample losses already multiplied by the target's class weight (default:
-    weighted cross-entropy), and the batch loss is their sum over the sum of the
-    applied weights. "Unweighted" is the same loss with every weight 1.
+    The loss is the trial's: ``loss_fn(logits, target, class_weight)`` gives the
+    batch's :class:`~weightlab.functional.LossParts` (default: cross-entropy
+    with the class weights), and the batch loss is ``parts.mean()``.
+    "Unweighted" is the same loss with every weight 1.
 
     Args:
         model: a plain ``nn.Module`` (e.g. ``build_model(...)``, or a stack's
             slice exported with ``StackedModel.export``).
-        loss_fn: the engine's per-sample loss, or ``None`` for weighted cross-entropy.
+        loss_fn: the trial's parts loss, or ``None`` for weighted cross-entropy.
         probe_x: probe inputs ``(B, ...)`` as the model consumes them.
         probe_y: probe labels ``(B,)``.
         class_weight: the trial's class weights ``(C,)``.
@@ -360,97 +367,3 @@ def probe_batch(
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(y.shape[0], generator=g)[:size]
     return x[idx], y[idx]
-
-
-def diagnose_stack(
-    stacked: nn.Module,
-    arch: str,
-    data: Any,
-    class_weights: torch.Tensor | Sequence[npt.ArrayLike],
-    loss_fn: PerSampleLoss | Sequence[PerSampleLoss | None] | None = None,
-    model_params: dict[str, Any] | None = None,
-) -> list[dict[str, Any] | None]:
-    """:func:`record_diagnostics` of every slice of a vectorized stack (for the engine).
-
-    Each slice is exported into a plain ``build_model`` twin
-    (``StackedModel.export``) and probed on :func:`probe_batch` of the training
-    rows. A slice whose diagnostics cannot be computed (non-finite parameters
-    after divergence, ...) gets ``None``: diagnostics never fail a trial.
-
-    Args:
-        stacked: the engine's :class:`~weightlab.lab.stacked.StackedModel`.
-        arch: the stack's architecture.
-        data: the :class:`~weightlab.lab.data.LabData`, laid out for ``arch``.
-        class_weights: ``(K, C)`` class weights, one row per slice.
-        loss_fn: the engine's per-sample loss (default weighted cross-entropy),
-            or one per slice.
-        model_params: the stack's ``model_params``.
-    """
-    from weightlab.lab.models import build_model
-
-    px, py = probe_batch(data.x_train, data.y_train)
-    shape = data.arch_shape(arch)
-    out: list[dict[str, Any] | None] = []
-    for k in range(int(stacked.k)):  # type: ignore[arg-type]
-        try:
-            plain = build_model(arch, shape, data.num_classes, seed=0, **(model_params or {}))
-            stacked.export(k, plain)  # type: ignore[operator]
-            if not all(bool(torch.isfinite(p).all()) for p in plain.parameters()):
-                out.append(None)
-                continue
-            w = np.asarray(torch.as_tensor(class_weights[k]).detach().cpu(), dtype=np.float64)
-            fn = loss_fn[k] if isinstance(loss_fn, Sequence) else loss_fn
-            out.append(record_diagnostics(plain, fn, px, py, w))
-        except (RuntimeError, ValueError):
-            out.append(None)
-    return out
-
-
-def diagnostics_for_trial(
-    config: Any,
-    data: Any = None,
-    *,
-    class_weight: npt.ArrayLike | None = None,
-    loss_fn: PerSampleLoss | None = None,
-    probe_size: int = PROBE_SIZE,
-) -> dict[str, Any]:
-    """Diagnostics of a trial's model **at initialisation** (nothing is trained).
-
-    Builds ``build_model(config.arch, ..., seed=config.seed)`` -- exactly the
-    initial parameters the engine starts that trial from -- and calls
-    :func:`record_diagnostics` on :func:`probe_batch` of the training rows with
-    the trial's class weights (``weightlab.lab.study.trial_class_weights``).
-
-    Args:
-        config: a :class:`~weightlab.lab.trial.TrialConfig`.
-        data: its :class:`~weightlab.lab.data.LabData` (default: reloaded with
-            ``load_data(config.data, **config.data_params)``).
-        class_weight: override the trial's class weights ``(C,)``.
-        loss_fn: the engine's per-sample loss (default weighted cross-entropy).
-        probe_size: probe rows at most.
-
-    Raises:
-        InvalidValueError: the config's architecture is not a lab architecture.
-    """
-    from weightlab.lab.models import ARCHITECTURES, build_model
-
-    if config.arch not in ARCHITECTURES:
-        raise InvalidValueError(
-            expected("config.arch", f"to be a lab architecture {ARCHITECTURES}",
-                     repr(config.arch), "Diagnose a custom model with record_diagnostics.")
-        )  # fmt: skip
-    if data is None:
-        from weightlab.lab.data import load_data
-
-        data = load_data(config.data, **dict(config.data_params))
-    if class_weight is None:
-        from weightlab.lab.study import trial_class_weights
-
-        class_weight = trial_class_weights(config, data.train_counts)
-    d = data.inputs(config.arch)
-    model = build_model(
-        config.arch, d.arch_shape(config.arch), d.num_classes, seed=config.seed,
-        **dict(config.model_params),
-    )  # fmt: skip
-    px, py = probe_batch(d.x_train, d.y_train, probe_size)
-    return record_diagnostics(model, loss_fn, px, py, class_weight)

@@ -11,13 +11,15 @@ trial trained alone would have:
 * its **loss weights** -- its own class-weight vector ``w`` (C,);
 * its **optimizer state** -- element-wise rules (see :mod:`weightlab.lab.optim`).
 
-The loss of slice ``k`` on a mini-batch is PyTorch's weighted mean
-:math:`L_k = \sum_i \ell(z_{ki}, y_{ki}; w_k) / \sum_i w_{k, y_{ki}}`, where
-``loss_fn`` gives the per-sample, class-weighted losses :math:`\ell`; the
-stack minimises :math:`\sum_k L_k`, whose gradient in slice ``k``'s
-parameters is the gradient of :math:`L_k` alone. :func:`train_single` is the
-plain loop over one model (also any user ``nn.Module``) and gives the same
-numbers as that trial's slice, to float tolerance.
+The loss of slice ``k`` on a mini-batch is the weighted mean its loss's
+:class:`~weightlab.functional.LossParts` give, :math:`L_k = S_k / D_k` (for
+cross-entropy PyTorch's :math:`\sum_i w_{k,y_{ki}} \ell_{ki} / \sum_i w_{k, y_{ki}}`);
+``loss_fn`` maps a batch to those parts (:data:`weightlab.lab.weightings.LabLoss`,
+default :func:`~weightlab.lab.weightings.cross_entropy_parts`); the stack
+minimises :math:`\sum_k L_k`, whose gradient in slice ``k``'s parameters is
+the gradient of :math:`L_k` alone. :func:`train_single` is the plain loop
+over one model (also any user ``nn.Module``) and gives the same numbers as
+that trial's slice, to float tolerance.
 
 **Curves and checkpoint.** Training runs a fixed number of epochs (no early
 stopping). After every epoch the engines record the mean training loss (over
@@ -44,34 +46,33 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from weightlab.errors import InvalidValueError, InvalidWeightError, ShapeMismatchError, expected
 from weightlab.errors import names as _names
+from weightlab.functional import LossParts
 from weightlab.lab.allocator import retain_freed_memory
 from weightlab.lab.architectures import ARCHITECTURES, build_model, build_stacked, check_arch
 from weightlab.lab.data import LabData
+from weightlab.lab.diagnose import diagnose_stack, single_diagnostics
 from weightlab.lab.optim import make_optimizer
 from weightlab.lab.trial import PER_SLICE_FIELDS, TrialConfig, TrialResult
+from weightlab.lab.weightings import LabLoss, cross_entropy_parts
 
 __all__ = [
     "VAL_METRICS",
     "LossFn",
     "ProgressFn",
-    "Stack",
     "epoch_orders",
-    "run_stacks",
     "stacked_logits",
     "stacked_val_metric",
     "train_single",
     "train_stack",
-    "weighted_cross_entropy",
 ]
 
-#: ``(logits (B, C), target (B,), class_weight (C,)) -> per-sample loss (B,)``, already
-#: multiplied by the target's class weight (the numerator of the weighted mean).
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``(logits (B, C), target (B,), class_weight (C,)) -> LossParts``: the batch's weighted
+#: loss sum and the normaliser its mean divides by (:data:`weightlab.lab.weightings.LabLoss`).
+LossFn = LabLoss
 #: ``progress(epoch, epochs)``, called after each finished epoch (1-based).
 ProgressFn = Callable[[int, int], None]
 #: Validation metrics the engines can track per epoch.
@@ -82,23 +83,6 @@ Checkpoint = Literal["best", "last"]
 #: cache (K = 32 GRU slices on the 500 test rows: 71 ms in one block, 43 ms in
 #: blocks of 64). A single model (K = 1) evaluates up to 2048 rows in one block.
 EVAL_ROWS = 2048
-
-
-def weighted_cross_entropy(
-    logits: torch.Tensor, target: torch.Tensor, class_weight: torch.Tensor
-) -> torch.Tensor:
-    """Per-sample cross-entropy times the target's class weight, ``w[y_i] * -log p_i[y_i]``.
-
-    The engines' default ``loss_fn``; it is ``F.cross_entropy(..., weight=w,
-    reduction="none")``, so dividing its sum by ``w[y].sum()`` gives
-    ``nn.CrossEntropyLoss(weight=w)``.
-
-    Example:
-        >>> z, y, w = torch.tensor([[0.0, 0.0]]), torch.tensor([1]), torch.tensor([1.0, 3.0])
-        >>> round(weighted_cross_entropy(z, y, w).item(), 4)  # 3 * log 2
-        2.0794
-    """
-    return F.cross_entropy(logits, target, weight=class_weight, reduction="none")
 
 
 def epoch_orders(seed: int, epochs: int, n: int) -> torch.Tensor:
@@ -290,7 +274,7 @@ def train_stack(
     configs: Sequence[TrialConfig],
     class_weights: Sequence[npt.ArrayLike] | npt.ArrayLike | torch.Tensor,
     *,
-    loss_fn: LossFn | Sequence[LossFn] = weighted_cross_entropy,
+    loss_fn: LossFn | Sequence[LossFn] = cross_entropy_parts,
     val_metric: str = "balanced_accuracy",
     checkpoint: Checkpoint = "best",
     progress: ProgressFn | None = None,
@@ -303,8 +287,8 @@ def train_stack(
             engine lays it out for ``configs[0].arch``.
         configs: K configurations sharing one ``stack_key``.
         class_weights: one class-weight vector (C,) per config, shape (K, C).
-        loss_fn: per-sample weighted loss (see :data:`LossFn`), or one per
-            config (slices sharing a function are computed together); applied
+        loss_fn: the batch loss as parts (see :data:`LossFn`), or one per
+            config (slices sharing a function object are computed together); applied
             to its slices at once with ``torch.func.vmap``, or slice by slice
             when the function cannot be vmapped (e.g. it validates with
             ``.item()``; pass ``validate_args=False`` to weightlab losses).
@@ -358,7 +342,7 @@ def train_stack(
     epochs, bs = cfg0.epochs, cfg0.batch_size
     n = len(d.y_train)
     orders = torch.stack([epoch_orders(cfg.seed, epochs, n) for cfg in configs], 1)  # (E, K, N)
-    per_sample = _per_slice(loss_fn, k)
+    per_slice = _per_slice(loss_fn, k)
     alive = torch.ones(k, dtype=torch.bool)
     all_alive = on_cpu = d.x_train.device.type == "cpu"
     failed_at = torch.zeros(k, dtype=torch.long)
@@ -378,7 +362,7 @@ def train_stack(
         for start in range(0, n, bs):
             xb, yb = xs[:, start : start + bs], ys[:, start : start + bs]
             logits = model(xb)
-            mean = per_sample(logits, yb, w).sum(1) / w.gather(1, yb).sum(1)
+            mean = per_slice(logits, yb, w).mean()
             finite = torch.isfinite(mean)
             # On the CPU reading a mask is free: while every slice is alive and
             # finite, skip the masking ops (6 small ops per step); elsewhere always
@@ -482,25 +466,12 @@ def _stack_diagnostics(
     k: int,
 ) -> Callable[[], list[dict[str, Any] | None]]:
     """A snapshot function: every slice's gradient diagnostics at the model's current state."""
-    from weightlab.diagnostics import diagnose_stack
-
     fns = list(loss_fn) if isinstance(loss_fn, Sequence) else [loss_fn] * k
     mp = dict(cfg0.model_params)
     return lambda: diagnose_stack(model, cfg0.arch, d, w, fns, mp)
 
 
-def _stacked_cross_entropy(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """:func:`weighted_cross_entropy` of K slices: (K, B, C), (K, B), (K, C) -> (K, B).
-
-    ``logsumexp(z) - z_y``, 2.7x faster than ``log_softmax`` + ``gather`` for
-    C = 10 on the CPU; both engines use it for the default loss, so a slice
-    and its single run round the same way.
-    """
-    nll = z.logsumexp(-1) - z.gather(-1, y.unsqueeze(-1)).squeeze(-1)
-    return nll * w.gather(1, y)
-
-
-def _per_slice(loss_fn: LossFn | Sequence[LossFn], k: int) -> Callable[..., torch.Tensor]:
+def _per_slice(loss_fn: LossFn | Sequence[LossFn], k: int) -> Callable[..., LossParts]:
     """One loss for all slices, or one per slice (grouped by function), over the K axis."""
     if callable(loss_fn):
         return _vectorize(loss_fn)
@@ -522,27 +493,31 @@ def _per_slice(loss_fn: LossFn | Sequence[LossFn], k: int) -> Callable[..., torc
     parts = [(torch.tensor(idx), _vectorize(f)) for f, idx in groups.values()]
     inverse = torch.argsort(torch.cat([idx for idx, _ in parts]))
 
-    def apply(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        out = torch.cat([f(z[idx], y[idx], w[idx]) for idx, f in parts])
-        return out[inverse]
+    def apply(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> LossParts:
+        outs = [f(z[idx], y[idx], w[idx]) for idx, f in parts]
+        total = torch.cat([o.total for o in outs])[inverse]
+        return LossParts(total, torch.cat([o.normalizer for o in outs])[inverse])
 
     return apply
 
 
-def _vectorize(loss_fn: LossFn) -> Callable[..., torch.Tensor]:
-    """``loss_fn`` over a leading slice axis: (K, B, C), (K, B), (K, C) -> (K, B)."""
-    if loss_fn is weighted_cross_entropy:
-        return _stacked_cross_entropy
+def _vectorize(loss_fn: LossFn) -> Callable[..., LossParts]:
+    """``loss_fn`` over a leading slice axis: (K, B, C), (K, B), (K, C) -> parts of (K,)."""
+    if loss_fn is cross_entropy_parts:  # takes the slice axis as it is
+        return cross_entropy_parts
     vmapped = torch.func.vmap(loss_fn)
     state = {"vmap": True}
 
-    def apply(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def apply(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> LossParts:
         if state["vmap"]:
             try:
-                return vmapped(z, y, w)
+                return LossParts(*vmapped(z, y, w))
             except RuntimeError:  # data-dependent control flow: fall back to a loop
                 state["vmap"] = False
-        return torch.stack([loss_fn(z[i], y[i], w[i]) for i in range(z.shape[0])])
+        outs = [loss_fn(z[i], y[i], w[i]) for i in range(z.shape[0])]
+        return LossParts(
+            torch.stack([o.total for o in outs]), torch.stack([o.normalizer for o in outs])
+        )
 
     return apply
 
@@ -553,7 +528,7 @@ def train_single(
     class_weight: npt.ArrayLike | torch.Tensor,
     *,
     model: nn.Module | None = None,
-    loss_fn: LossFn = weighted_cross_entropy,
+    loss_fn: LossFn = cross_entropy_parts,
     val_metric: str = "balanced_accuracy",
     checkpoint: Checkpoint = "best",
     progress: ProgressFn | None = None,
@@ -573,7 +548,7 @@ def train_single(
             ``(B, C)`` (``shape``: ``data.arch_shape(config.arch)`` for a lab
             arch, else ``data.input_shape``); default ``build_model`` of the
             config with ``seed=config.seed``.
-        loss_fn: per-sample weighted loss (see :data:`LossFn`).
+        loss_fn: the batch loss as parts (see :data:`LossFn`).
         val_metric: ``"balanced_accuracy"`` or ``"macro_f1"``.
         checkpoint: ``"best"`` or ``"last"`` epoch for the test logits.
         progress: called as ``progress(epoch, epochs)`` after each epoch.
@@ -601,7 +576,7 @@ def train_single(
         check_arch(config.arch)
         shape = d.arch_shape(config.arch)
         model = build_model(config.arch, shape, c, seed=config.seed, **dict(config.model_params))
-    diagnose = _single_diagnostics(model, d, w, loss_fn) if diagnostics else None
+    diagnose = single_diagnostics(model, d, w, loss_fn) if diagnostics else None
     diag_init = diagnose() if diagnose else None
     opt = make_optimizer(config.optimizer, model.parameters(), lr=config.lr)
     epochs, bs, n = config.epochs, config.batch_size, len(d.y_train)
@@ -619,12 +594,7 @@ def train_single(
         for start in range(0, n, bs):
             idx = orders[epoch, start : start + bs]
             xb, yb = d.x_train[idx], d.y_train[idx]
-            logits = model(xb)
-            if loss_fn is weighted_cross_entropy:
-                per = _stacked_cross_entropy(logits[None], yb[None], w[None])[0]
-            else:
-                per = loss_fn(logits, yb, w)
-            loss = per.sum() / w[yb].sum()
+            loss = loss_fn(model(xb), yb, w).mean()
             if not torch.isfinite(loss):
                 failed_epoch = epoch + 1
                 break
@@ -671,97 +641,3 @@ def train_single(
         timings,
         extra,
     )
-
-
-def _single_diagnostics(
-    model: nn.Module, d: LabData, w: torch.Tensor, loss_fn: LossFn
-) -> Callable[[], dict[str, Any]]:
-    """A snapshot function: the plain model's gradient diagnostics at its current state."""
-    from weightlab.diagnostics import probe_batch, record_diagnostics
-
-    px, py = probe_batch(d.x_train, d.y_train)
-    return lambda: record_diagnostics(model, loss_fn, px, py, w)
-
-
-#: One stack to train: the data, its K configs and their (K, C) class weights.
-Stack = tuple[LabData, Sequence[TrialConfig], Any]
-
-
-def _init_worker(threads: int) -> None:
-    torch.set_num_threads(threads)
-
-
-def _run_one(stack: Stack, kwargs: dict[str, Any]) -> list[TrialResult]:
-    data, configs, weights = stack
-    return train_stack(data, configs, weights, **kwargs)
-
-
-def run_stacks(
-    stacks: Sequence[Stack],
-    *,
-    workers: int = 1,
-    loss_fn: LossFn | Sequence[LossFn] = weighted_cross_entropy,
-    val_metric: str = "balanced_accuracy",
-    checkpoint: Checkpoint = "best",
-    on_done: Callable[[int, list[TrialResult]], None] | None = None,
-) -> list[list[TrialResult]]:
-    """Train independent stacks, in this process or in ``workers`` worker processes.
-
-    With ``workers > 1`` each stack runs in a spawned process limited to one
-    intra-op thread (``torch.set_num_threads(1)``), one process per core;
-    with ``workers=1`` they run here, one after the other, with this
-    process's threads. Measured on a shared 2-core machine
-    (``benchmarks/study.py --workers-check``, ``docs/benchmarks.md``): 12 MLP
-    stacks of 32 trials x 30 epochs took 31.7 s in one two-threaded process
-    and 18.8 s in two single-threaded workers (1.7x) while a core was free, but
-    24.6 s vs 35.2 s while another job held a core. Each worker also pays ~4 s
-    of imports. Hence the default ``workers=1``; use ``os.cpu_count()`` for
-    many stacks on otherwise idle cores.
-
-    Args:
-        stacks: ``(data, configs, class_weights)`` triples, as for :func:`train_stack`.
-        workers: processes to use (1: this process).
-        loss_fn: per-sample weighted loss; must be picklable (a module-level
-            function) when ``workers > 1``.
-        val_metric: as for :func:`train_stack`.
-        checkpoint: as for :func:`train_stack`.
-        on_done: called in this process as ``on_done(index, results)`` as soon
-            as stack ``index`` has finished (e.g. to store its trials).
-
-    Returns:
-        The results of each stack, in the order of ``stacks``.
-
-    Raises:
-        InvalidValueError: ``workers`` is not a positive integer; any error of
-            :func:`train_stack`.
-    """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InvalidValueError(
-            expected(
-                "workers", "to be a positive integer", repr(workers), "Use 1 or os.cpu_count()."
-            )
-        )
-    kwargs = {"loss_fn": loss_fn, "val_metric": val_metric, "checkpoint": checkpoint}
-    out: list[list[TrialResult] | None] = [None] * len(stacks)
-    if workers == 1 or len(stacks) <= 1:
-        for i, stack in enumerate(stacks):
-            out[i] = _run_one(stack, kwargs)
-            if on_done is not None:
-                on_done(i, out[i])  # type: ignore[arg-type]
-        return out  # type: ignore[return-value]
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    with ProcessPoolExecutor(
-        max_workers=min(workers, len(stacks)),
-        mp_context=mp.get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(1,),
-    ) as pool:
-        futures = {pool.submit(_run_one, stack, kwargs): i for i, stack in enumerate(stacks)}
-        for future in as_completed(futures):
-            i = futures[future]
-            out[i] = future.result()
-            if on_done is not None:
-                on_done(i, out[i])  # type: ignore[arg-type]
-    return out  # type: ignore[return-value]

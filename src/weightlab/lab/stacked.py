@@ -108,7 +108,7 @@ class VmapStack(StackedModel):
                 expected("models", "to hold at least one model", "[]", "Pass one per slice.")
             )
         self.k = len(models)
-        params, buffers = torch.func.stack_module_state(list(models))  # type: ignore[arg-type]
+        params, buffers = torch.func.stack_module_state(list(models))
         self._param_names = list(params)
         self._buffer_names = list(buffers)
         for i, name in enumerate(self._param_names):

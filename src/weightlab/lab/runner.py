@@ -1,0 +1,288 @@
+"""Running a study: stacks from a trial source, trained by an executor, stored as they finish.
+
+:func:`run_study` asks a :class:`~weightlab.lab.sources.TrialSource` (default:
+the spec's grid, :class:`~weightlab.lab.sources.GridSource`) for stacks,
+skips every trial the store already holds, submits the rest to a
+:class:`~weightlab.lab.executors.StackExecutor` (serial, or ``workers``
+processes) and puts each result in the store as soon as its stack is back,
+then tells the source. It never asks which executor it has. A trial whose
+training diverges (NaN or infinite loss) is stored as ``"failed"`` with its
+reason and the study goes on; a stack whose training raised stops the study
+with that error (its trials stay marked running, so a rerun trains them).
+Only this process writes to the store.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from weightlab.lab.data import LabData, load_data
+from weightlab.lab.engine import VAL_METRICS, train_stack
+from weightlab.lab.executors import StackExecutor, TrainStack, check_workers, make_executor
+from weightlab.lab.metrics import compute_metrics
+from weightlab.lab.sources import GridSource, TrialSource
+from weightlab.lab.spec import StudySpec
+from weightlab.lab.store import ResultStore
+from weightlab.lab.trial import TrialConfig, TrialResult
+from weightlab.lab.weightings import resolve_weighting
+
+__all__ = [
+    "EngineTrainer",
+    "Progress",
+    "StudyOutcome",
+    "data_summary",
+    "run_study",
+    "versions",
+]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a progress callback is told after each stored trial (and once at the start).
+
+    Attributes:
+        done: trials finished so far, including those found in the store.
+        total: trials in the study.
+        skipped: trials found finished in the store (not run again).
+        failed: trials stored as failed so far (this run and earlier ones).
+        result: the trial just stored; ``None`` at the start.
+        elapsed: seconds since this run started.
+    """
+
+    done: int
+    total: int
+    skipped: int
+    failed: int
+    result: TrialResult | None
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    """What :func:`run_study` did: ``ran`` now, ``skipped`` as stored, ``failed`` in all."""
+
+    total: int
+    ran: int
+    skipped: int
+    failed: int
+    seconds: float
+    trial_ids: tuple[str, ...]
+
+
+def _non_finite_reason(result: TrialResult) -> str:
+    for epoch, v in enumerate(result.train_loss, start=1):
+        if not math.isfinite(v):
+            return f"non-finite training loss ({v}) at epoch {epoch}"
+    if any(not math.isfinite(v) for row in result.test_logits for v in row):
+        return "non-finite test logits"
+    return ""
+
+
+def _finish(result: TrialResult, data: Any) -> TrialResult:
+    """Turn a diverged 'done' into 'failed', and fill test metrics from the logits if missing."""
+    if result.status != "done":
+        return result
+    reason = _non_finite_reason(result)
+    if reason:
+        return replace(result, status="failed", reason=reason)
+    if not result.metrics and result.test_logits:
+        metrics, per_class = compute_metrics(
+            np.asarray(result.test_logits), data.y_test, data.train_counts
+        )
+        return replace(result, metrics=metrics, per_class=per_class)
+    return result
+
+
+def data_summary(data: Any) -> dict[str, Any]:
+    """What the store keeps about the data: name, classes, split sizes, training counts."""
+    return {
+        "name": data.name,
+        "num_classes": data.num_classes,
+        "class_names": list(data.class_names),
+        "input_shape": list(data.input_shape),
+        "train_counts": [int(c) for c in data.train_counts],
+        "n_train": int(data.y_train.shape[0]),
+        "n_val": int(data.y_val.shape[0]),
+        "n_test": int(data.y_test.shape[0]),
+    }
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the libraries a study's numbers depend on."""
+    import sklearn
+    import torch
+
+    import weightlab
+
+    return {
+        "python": platform.python_version(),
+        "weightlab": weightlab.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+        "platform": platform.platform(),
+    }
+
+
+@dataclass(frozen=True)
+class EngineTrainer:
+    """The vectorized engine as a :data:`~weightlab.lab.executors.TrainStack` (picklable).
+
+    Resolves each trial's weighting once (:func:`weightlab.lab.weightings.resolve_weighting`:
+    its class weights and its loss) and trains the stack with
+    :func:`weightlab.lab.engine.train_stack`.
+
+    Attributes:
+        metric: the study's metric, tracked per epoch if the engine can (else
+            balanced accuracy).
+        diagnostics: record gradient diagnostics at initialisation and at the end.
+    """
+
+    metric: str = "balanced_accuracy"
+    diagnostics: bool = True
+
+    def __call__(self, data: LabData, configs: Sequence[TrialConfig]) -> list[TrialResult]:
+        """Train one stack with the engine."""
+        resolved = [resolve_weighting(c, data.train_counts) for c in configs]
+        return train_stack(
+            data,
+            configs,
+            np.stack([r.class_weight for r in resolved]),
+            loss_fn=[r.loss for r in resolved],
+            val_metric=self.metric if self.metric in VAL_METRICS else "balanced_accuracy",
+            diagnostics=self.diagnostics,
+        )
+
+
+def run_study(
+    spec: StudySpec,
+    store: ResultStore,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    command: Sequence[str] | None = None,
+    workers: int = 1,
+    train_stack: TrainStack | None = None,
+    diagnostics: bool = True,
+    executor: StackExecutor | None = None,
+    source: TrialSource | None = None,
+) -> StudyOutcome:
+    """Run every trial the source hands out that the store does not hold yet, storing each.
+
+    Trials already in the store (done or failed) are skipped; trials marked
+    running by a run that was stopped are run again. Each stack is marked
+    running, trained by the executor, and its results are put one by one (each
+    put is atomic), so stopping the process at any time loses no stored trial.
+    At most ``executor.capacity`` stacks are in flight, so a source can choose
+    the next ones from the results so far.
+
+    Args:
+        spec: the study (its data, and the default grid source).
+        store: where results go (and where finished trials are looked up).
+        progress: called with a :class:`Progress` once at the start and after
+            every stored trial.
+        command: the command line that started the study, kept as metadata.
+        workers: stacks trained at once (``1``: in this process, one after the
+            other; more: in worker processes). Ignored when ``executor`` is given.
+        train_stack: trains one stack, ``(data, configs) -> results`` (default:
+            :class:`EngineTrainer`, tracking ``spec.metric`` per epoch when it
+            is one of the engine's validation metrics). With worker processes
+            it must be picklable.
+        diagnostics: with the default trainer, record each trial's gradient
+            diagnostics at initialisation and at the end of training.
+        executor: where stacks train (default: :func:`~weightlab.lab.executors.make_executor`
+            ``("serial")`` for one worker, ``("process", workers)`` for more);
+            the runner starts it and shuts it down.
+        source: where stacks come from (default: ``GridSource(spec)``).
+
+    Returns:
+        A :class:`StudyOutcome` with the counts and the ids of the study's trials.
+
+    Raises:
+        InvalidValueError: a bad ``workers``, or data the loader refuses.
+    """
+    check_workers(workers)
+    start = time.perf_counter()
+    train = train_stack or EngineTrainer(spec.metric, diagnostics)
+    data = load_data(spec.data, **spec.data_params)
+    source = source if source is not None else GridSource(spec)
+    planned = source.planned_ids()
+    store.put_meta("spec", spec.to_dict())
+    store.put_meta("command", list(command) if command is not None else None)
+    store.put_meta("versions", versions())
+    store.put_meta("data", data_summary(data))
+
+    stored = store.statuses(planned)
+    seen: dict[str, None] = dict.fromkeys(planned or ())
+    skipped = len(stored)
+    failed = sum(1 for s in stored.values() if s == "failed")
+    done = skipped
+    total = source.total if source.total is not None else len(seen)
+    if progress:
+        progress(Progress(done, total, skipped, failed, None, 0.0))
+
+    def store_stack(todo: list[TrialConfig], results: list[TrialResult]) -> None:
+        nonlocal done, failed
+        if len(results) != len(todo):
+            raise RuntimeError(
+                f"the engine returned {len(results)} results for a stack of {len(todo)} trials"
+            )
+        finished = []
+        for cfg, res in zip(todo, results, strict=True):
+            if res.config.trial_id != cfg.trial_id:
+                raise RuntimeError("the engine returned results out of order")
+            res = _finish(res, data)
+            store.put(res)
+            finished.append(res)
+            done += 1
+            failed += res.status == "failed"
+            if progress:
+                elapsed = time.perf_counter() - start
+                progress(Progress(done, max(total, done), skipped, failed, res, elapsed))
+        source.tell(finished)
+
+    ex = executor if executor is not None else make_executor(
+        "serial" if workers == 1 else "process", workers
+    )
+    pending: dict[Future[list[Any]], list[TrialConfig]] = {}
+    with ex:
+        ex.start(train, data)
+        while True:
+            while len(pending) < ex.capacity:
+                stack = source.ask()
+                if stack is None:
+                    break
+                seen.update(dict.fromkeys(c.trial_id for c in stack))
+                if planned is None:  # a source that plans as it goes: look its stacks up now
+                    known = store.statuses(c.trial_id for c in stack)
+                    skipped += len(known)
+                    done += len(known)
+                    failed += sum(1 for s in known.values() if s == "failed")
+                    stored.update(known)
+                todo = [c for c in stack if c.trial_id not in stored]
+                if todo:
+                    store.mark_running(todo)
+                    pending[ex.submit(todo)] = todo
+            if not pending:  # nothing in flight and nothing handed out: finished
+                break
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in [f for f in pending if f in finished]:
+                todo = pending.pop(future)
+                # a stack that raised stops the study (its trials stay marked running,
+                # so a rerun trains them); the executor cancels what has not started
+                store_stack(todo, future.result())
+    return StudyOutcome(
+        total=max(total, done),
+        ran=done - skipped,
+        skipped=skipped,
+        failed=failed,
+        seconds=time.perf_counter() - start,
+        trial_ids=tuple(seen),
+    )
