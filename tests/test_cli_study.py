@@ -252,3 +252,125 @@ def _count_finished(path: Path) -> int:
         return len(_rows(path))
     except sqlite3.OperationalError:  # tables not created yet
         return 0
+
+
+# -- user data files: label=, features=, and the old name target= -------------------------
+
+ONE_TRIAL = [
+    "--archs", "mlp", "--optimizers", "sgd", "--weightings", "none", "--seeds", "0",
+    "--epochs", "1", "--quiet", "--no-report", "--no-diagnostics",
+]  # fmt: skip
+TARGET_NOTE = (
+    "Note: --data-param target= is deprecated and will be removed in the next release; use "
+    "--data-param label= instead."
+)
+
+
+def _animals(tmp_path: Path) -> Path:
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "animals.csv"
+    species = ["cat"] * 60 + ["dog"] * 30 + ["emu"] * 20
+    pd.DataFrame(
+        {"a": rng.normal(size=110), "b": rng.normal(size=110), "code": np.arange(110) % 3,
+         "species": species}
+    ).to_csv(path, index=False)  # fmt: skip
+    return path
+
+
+def _metrics(store: Path) -> list[dict[str, float]]:
+    with SQLiteStore(store, create=False) as s:
+        return [r.metrics for r in s.results()]
+
+
+@pytest.mark.filterwarnings("ignore:target= is deprecated:DeprecationWarning")
+def test_study_label_param_and_its_old_name_target(tmp_path: Path) -> None:
+    data = _animals(tmp_path)
+    common = ["study", *ONE_TRIAL, "--data", str(data), "--data-param", 'features=["a", "b"]']
+    new = runner.invoke(app, [*common, "--data-param", "label=species",
+                              "--store", str(tmp_path / "new.sqlite")])  # fmt: skip
+    assert new.exit_code == 0, new.output
+    assert "deprecated" not in new.stderr
+    old = runner.invoke(app, [*common, "--data-param", "target=species",
+                              "--store", str(tmp_path / "old.sqlite")])  # fmt: skip
+    assert old.exit_code == 0, old.output
+    assert old.stderr.startswith(TARGET_NOTE + "\n") and old.stderr.count("deprecated") == 1
+    assert _metrics(tmp_path / "old.sqlite") == _metrics(tmp_path / "new.sqlite")
+    assert old.stdout == new.stdout  # the same summary
+    # the old name is passed on as given, so a store started with it resumes
+    again = runner.invoke(app, [*common, "--data-param", "target=species",
+                                "--store", str(tmp_path / "old.sqlite")])  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert "0 trials trained, 1 found in the store" in again.stderr
+
+
+@pytest.mark.filterwarnings("ignore:target= is deprecated:DeprecationWarning")
+def test_study_file_data_params_target_gets_a_note(tmp_path: Path) -> None:
+    data = _animals(tmp_path)
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(
+        f'data = "{data}"\narchs = ["mlp"]\noptimizers = ["sgd"]\nweightings = ["none"]\n'
+        'seeds = [0]\nepochs = 1\n[data_params]\ntarget = "species"\nfeatures = ["a", "b"]\n'
+    )
+    out = runner.invoke(app, ["study", "--config", str(cfg), "--store", str(tmp_path / "c.sqlite"),
+                              "--quiet", "--no-report", "--no-diagnostics"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert out.stderr.startswith(
+        "Note: target in [data_params] is deprecated and will be removed in the next release; "
+        "use label instead.\n"
+    )
+
+
+def test_study_data_file_errors(tmp_path: Path) -> None:
+    data = _animals(tmp_path)
+    store = str(tmp_path / "e.sqlite")
+    args = ["study", *ONE_TRIAL, "--store", store, "--data", str(data)]
+    assert fails(*args, "--data-param", "label=kind") == (
+        "Error: Expected `label` to be a column of animals.csv ('a', 'b', 'code', 'species'), but "
+        "got 'kind'. Pick one of those columns."
+    )
+    assert fails(*args) == (
+        "Error: Expected `label` to name the label column of animals.csv ('a', 'b', 'code', "
+        "'species'), but got none, and no column is named 'target', 'label', 'y', 'class'. Pass "
+        "label=NAME."
+    )
+    with pytest.warns(DeprecationWarning):
+        err = fails(*args, "--data-param", "target=kind")
+    assert err == (
+        f"{TARGET_NOTE}\nError: Expected `target` to be a column of animals.csv ('a', 'b', 'code', "
+        "'species'), but got 'kind'. Pick one of those columns."
+    )
+    labels = tmp_path / "y.npy"
+    labels.write_bytes(b"")  # its suffix decides; it is never opened
+    assert fails("study", *ONE_TRIAL, "--store", store, "--data", str(labels)) == (
+        "Error: Expected `name_or_path` to be a .csv, .parquet, .pq or .npz file, with features "
+        f"and labels, but got {str(labels)!r}, an .npy file of labels alone. Save the features "
+        "with the labels: np.savez('data.npz', X=X, y=y), or a table with a label column "
+        "(`weightlab weights` counts an .npy of labels)."
+    )
+
+
+def test_study_parquet_without_pyarrow_is_a_clean_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+
+    path = tmp_path / "t.parquet"
+    pd.DataFrame({"a": [0.0, 1.0] * 10, "label": [0, 1] * 10}).to_parquet(path)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    args = ["study", *ONE_TRIAL, "--store", str(tmp_path / "p.sqlite"), "--data", str(path)]
+    assert fails(*args) == (
+        "Error: Reading t.parquet needs pyarrow, which is not installed. Install it with: "
+        "pip install 'weightlab[parquet]'"
+    )
+
+
+def test_study_help_uses_the_vocabulary() -> None:
+    out = runner.invoke(app, ["study", "--help"])
+    assert out.exit_code == 0
+    text = " ".join(out.stdout.replace("│", " ").split())  # the help column's lines, joined
+    for words in ("label=COLUMN", "features=", ".npz", "target= is the deprecated"):
+        assert words in text

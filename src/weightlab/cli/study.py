@@ -76,11 +76,21 @@ def parse_params(option: str, pairs: list[str]) -> dict[str, Any]:
 
 def study_command(
     data: Annotated[
-        str | None, typer.Option(help="Data set name (digits-lt, synthetic) or a file path.")
+        str | None,
+        typer.Option(
+            help="Data set name (digits-lt, synthetic) or a .csv, .parquet or .npz file of "
+            "features and labels (an .npy of labels alone is for `weightlab weights`)."
+        ),
     ] = None,
     data_param: Annotated[
         list[str] | None,
-        typer.Option("--data-param", help="Data loader option KEY=VALUE (repeatable)."),
+        typer.Option(
+            "--data-param",
+            help="Data loader option KEY=VALUE (repeatable): for a table label=COLUMN (default: "
+            "the first of target, label, y, class) and features='[\"a\", \"b\"]' (default: every "
+            "other column); imbalance_ratio=50 for digits-lt. target= is the deprecated old "
+            "name of label=.",
+        ),
     ] = None,
     archs: Annotated[
         str | None, typer.Option(help="Comma-separated architectures: mlp,cnn,gru,lstm.")
@@ -157,10 +167,28 @@ def study_command(
             spec = StudySpec.from_toml(config, preset=preset, **overrides)
         else:
             spec = StudySpec.preset(preset or "quick", **overrides)
+        _note_renamed_data_params(overrides.get("data_params", {}), spec.data_params)
         _run(spec, store, workers=workers, quiet=quiet, diagnostics=diagnostics, report=report)
-    except WeightlabError as err:
+    except (WeightlabError, ImportError) as err:  # ImportError: e.g. Parquet without pyarrow
         typer.echo(f"Error: {err}", err=True)
         raise typer.Exit(2) from None
+
+
+def _note_renamed_data_params(given: dict[str, Any], used: dict[str, Any]) -> None:
+    """One line on stderr per old data-option name in use (it still works for one release).
+
+    The option is passed on as given, so a store started with the old name resumes.
+    """
+    from weightlab.lab.files import RENAMED, deprecation_note
+
+    for old, new in RENAMED.items():
+        if old in given:
+            note = deprecation_note(f"--data-param {old}=", f"--data-param {new}=")
+        elif old in used:
+            note = deprecation_note(f"{old} in [data_params]", new)
+        else:
+            continue
+        typer.echo(f"Note: {note}", err=True)
 
 
 def report_path(store_path: Path) -> Path:
