@@ -294,6 +294,9 @@ def write_report(
 ) -> Path:
     """Write the HTML report of ``store`` (a store, or a SQLite store's path) to ``path``.
 
+    A path is opened with ``open_store(store, create=False)``
+    (:func:`weightlab.lab.stores.open_store`): the store must exist.
+
     Returns:
         The path written.
     """
@@ -301,9 +304,9 @@ def write_report(
     if isinstance(store, ResultStore):
         html = render_report(store, metric=metric, diagnostics=diagnostics)
     else:
-        from weightlab.lab.store_sqlite import SQLiteStore
+        from weightlab.lab.stores import open_store
 
-        with SQLiteStore(store, create=False) as s:
+        with open_store(store, create=False) as s:
             html = render_report(s, metric=metric, diagnostics=diagnostics)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
