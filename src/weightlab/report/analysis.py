@@ -234,7 +234,24 @@ class ModelUse:
 
 @dataclass(frozen=True)
 class ReportAnalysis:
-    """Everything the report shows, as numbers; see :func:`analyze`."""
+    """Everything the report shows, as numbers; see :func:`analyze`.
+
+    Attributes:
+        metric, higher_is_better: the ranking metric and its direction.
+        n_trials, n_done, n_failed: trials in the store, finished, failed.
+        archs, optimizers: those of the trials, in the lab's order.
+        data: the data set (:class:`DataInfo`).
+        summary: :func:`weightlab.lab.study.summarize` of the trials (``None``
+            for a metric the lab does not compute); ``best`` its best weighting per cell.
+        weights: class weights of each scheme (:func:`scheme_weights`).
+        strength: the strength sweep (``None`` without ``power`` trials).
+        recall: per architecture, :func:`mean_recall` (architectures without any left out).
+        calibration: per architecture with matched logits, :func:`calibration`.
+        data_errors: data sets that could not be reloaded, and why.
+        gradients, diagnostics_errors: :func:`gradient_panels`.
+        failures, models: :func:`failures`, :func:`model_uses`.
+        spec, command, versions: the store's metadata of the same names.
+    """
 
     metric: str
     higher_is_better: bool
