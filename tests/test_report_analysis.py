@@ -268,7 +268,8 @@ def test_gradient_panels_compute_the_fallback_and_keep_its_errors(monkeypatch):
             raise RuntimeError("no gru today")
         return diag
 
-    monkeypatch.setattr(weightlab.diagnostics, "diagnostics_for_trial", fake)
+    # Patch where report/analysis.py imports diagnostics_for_trial from (move both together).
+    monkeypatch.setattr(weightlab.diagnostics, "diagnostics_for_trial", fake, raising=False)
     rs = [TrialResult(_cfg("none"), "done"), TrialResult(_cfg("balanced"), "done"),
           TrialResult(_cfg("none", arch="gru"), "done")]  # fmt: skip
     panels, errors = an.gradient_panels(rs, ["mlp", "gru"], _FakeCache(data), compute=True)
