@@ -12,7 +12,7 @@ counted analytically; element-wise work is not counted) against the GFLOP/s of
 a 2048 x 2048 float32 matmul measured in the same run, and the self time of
 the matmul and convolution kernels in a profiled vectorized run: the best the
 engine could do if everything else were free. ``--workers-check``
-also times ``run_stacks`` over several stacks in one process vs one
+also times the serial executor over several stacks in one process vs one
 single-threaded process per core.
 
 Usage (in the environment ``make run`` uses; ``OMP_WAIT_POLICY=PASSIVE`` makes every
@@ -32,7 +32,9 @@ import torch
 
 from weightlab.lab.architectures import default_model_params
 from weightlab.lab.data import LabData, load_data
-from weightlab.lab.engine import run_stacks, train_single, train_stack
+from weightlab.lab.engine import train_single, train_stack
+from weightlab.lab.executors import make_executor, threads_per_worker
+from weightlab.lab.runner import EngineTrainer
 from weightlab.lab.trial import TrialConfig
 
 
@@ -168,25 +170,33 @@ def bench_arch(
     }
 
 
+def _run_all(stacks: list[list[TrialConfig]], data: LabData, name: str, workers: int) -> None:
+    with make_executor(name, workers) as ex:
+        ex.start(EngineTrainer(diagnostics=False), data)
+        for future in [ex.submit(s) for s in stacks]:
+            future.result()
+
+
 def workers_check(data: LabData, optimizer: str, k: int, epochs: int, n_stacks: int) -> None:
-    stacks = []
-    for j in range(n_stacks):
-        cfgs = [
+    stacks = [
+        [
             TrialConfig("digits-lt", "mlp", optimizer, "power", a, seed=100 * j + s, epochs=epochs)
             for s, a in enumerate(np.linspace(0.0, 1.0, k))
         ]
-        stacks.append((data, cfgs, weights(data, cfgs)))
+        for j in range(n_stacks)
+    ]
     cores = os.cpu_count() or 1
     t = time.perf_counter()
-    run_stacks(stacks, workers=1)
+    _run_all(stacks, data, "serial", 1)
     one = time.perf_counter() - t
     t = time.perf_counter()
-    run_stacks(stacks, workers=cores)
+    _run_all(stacks, data, "process", cores)
     many = time.perf_counter() - t
     print(
-        f"\nrun_stacks, {n_stacks} mlp stacks of K={k}: one process with "
-        f"{torch.get_num_threads()} thread(s) {one:.2f} s; {cores} worker processes x 1 thread "
-        f"{many:.2f} s (incl. process start-up) -> {one / many:.2f}x"
+        f"\nexecutors, {n_stacks} mlp stacks of K={k}: serial, one process with "
+        f"{torch.get_num_threads()} thread(s) {one:.2f} s; process, {cores} workers x "
+        f"{threads_per_worker(cores)} thread(s) {many:.2f} s (incl. process start-up) "
+        f"-> {one / many:.2f}x"
     )
 
 

@@ -8,15 +8,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from weightlab.diagnostics import (
-    diagnose_stack,
-    diagnostics_for_trial,
     gradient_shares,
     layer_parameters,
     loss_mass,
+    probe_batch,
     record_diagnostics,
 )
 from weightlab.errors import ShapeMismatchError
+from weightlab.functional import LossParts
+from weightlab.lab.diagnose import diagnose_stack, diagnostics_for_trial
 from weightlab.lab.trial import TrialConfig
+from weightlab.lab.weightings import resolve_weighting
 
 
 def _hand_norms(m: nn.Linear, x: torch.Tensor, y: torch.Tensor, w: np.ndarray) -> np.ndarray:
@@ -123,7 +125,7 @@ def test_diagnostics_for_trial_at_init_and_stack_export_agree():
     ]
     w = np.stack([data.train_counts**-(c.alpha) for c in cfgs])
     w = w / w.mean(1, keepdims=True)
-    per_trial = [diagnostics_for_trial(c, data, class_weight=w[i]) for i, c in enumerate(cfgs)]
+    per_trial = [diagnostics_for_trial(c, data) for c in cfgs]  # resolves the same weights
     stacked = build_stacked("mlp", (6,), 3, [0, 1], hidden=8)
     per_slice = diagnose_stack(stacked, "mlp", data.inputs("mlp"), w, model_params={"hidden": 8})
     for a, b in zip(per_trial, per_slice, strict=True):
@@ -133,7 +135,30 @@ def test_diagnostics_for_trial_at_init_and_stack_export_agree():
 
 
 def _smoothed(z, t, w):
-    return F.cross_entropy(z, t, weight=w, label_smoothing=0.2, reduction="none")
+    per = F.cross_entropy(z, t, weight=w, label_smoothing=0.2, reduction="none")
+    return LossParts(per.sum(), w[t].sum())
+
+
+@pytest.mark.parametrize("weighting", ["focal", "ldam"])
+def test_diagnostics_of_a_trial_use_its_own_loss(weighting):
+    from weightlab.lab.architectures import build_model
+    from weightlab.lab.data import load_data
+
+    data = load_data("digits-lt")
+    head = resolve_weighting(TrialConfig("d", "mlp", "sgd", weighting, None, 0), [1]).model_params
+    cfg = TrialConfig("digits-lt", "mlp", "sgd", weighting, None, seed=3,
+                      model_params=tuple(sorted({"hidden": 8, **head}.items())))  # fmt: skip
+    got = diagnostics_for_trial(cfg, data)
+    d = data.inputs("mlp")
+    model = build_model("mlp", (64,), 10, seed=3, hidden=8, **head)
+    px, py = probe_batch(d.x_train, d.y_train)
+    own = resolve_weighting(cfg, data.train_counts).loss
+    want = record_diagnostics(model, own, px, py, np.ones(10))
+    ce = record_diagnostics(model, None, px, py, np.ones(10))
+    np.testing.assert_allclose(got["share_weighted"], want["share_weighted"], rtol=1e-6)
+    # and not plain cross-entropy's shares: the loss changes how gradient is shared
+    diff = np.abs(np.asarray(got["share_weighted"]) - np.asarray(ce["share_weighted"])).max()
+    assert diff > 1e-4  # float noise is ~1e-7
 
 
 @pytest.mark.parametrize("loss_fn", [None, _smoothed], ids=["weighted_ce", "smoothed_ce"])

@@ -9,19 +9,24 @@ import torch.nn.functional as F
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from weightlab.errors import InvalidValueError, InvalidWeightError, ShapeMismatchError
+from weightlab.functional import LossParts
 from weightlab.lab.architectures import build_stacked
 from weightlab.lab.data import load_data
 from weightlab.lab.engine import (
     EVAL_ROWS,
-    run_stacks,
     stacked_logits,
     stacked_val_metric,
     train_single,
     train_stack,
-    weighted_cross_entropy,
 )
 from weightlab.lab.optim import OPTIMIZERS, make_optimizer
 from weightlab.lab.trial import TrialConfig
+from weightlab.lab.weightings import LOSS_WEIGHTINGS, cross_entropy_parts, resolve_weighting
+
+
+def _parts(per_sample, target, class_weight):
+    """A per-sample class-weighted loss as the engine's parts: (sum, sum of applied weights)."""
+    return LossParts(per_sample.sum(), class_weight[target].sum())
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -114,7 +119,7 @@ def _nan_after(steps, marker):
         calls["n"] += 1
         poison = torch.where(class_weight[0] == marker, float("nan"), 0.0)
         ce = F.cross_entropy(logits, target, weight=class_weight, reduction="none")
-        return ce + poison if calls["n"] > steps else ce
+        return _parts(ce + poison if calls["n"] > steps else ce, target, class_weight)
 
     return loss_fn
 
@@ -140,7 +145,8 @@ def test_custom_loss_fn_is_vmapped(digits):
     weights = _weights(digits, configs)
 
     def plain_ce(logits, target, class_weight):
-        return F.cross_entropy(logits, target, weight=class_weight, reduction="none")
+        ce = F.cross_entropy(logits, target, weight=class_weight, reduction="none")
+        return _parts(ce, target, class_weight)
 
     a = train_stack(digits, configs, weights)
     b = train_stack(digits, configs, weights, loss_fn=plain_ce)
@@ -234,43 +240,15 @@ def test_bad_inputs(digits):
         train_stack(digits, [], [])
 
 
-def test_run_stacks_in_process_matches_train_stack(digits):
-    stacks = [(digits, _configs("mlp", "sgd", epochs=1, lr=0.1), [np.ones(10)] * 3)]
-    stacks.append((digits, _configs("mlp", "adam", epochs=1), [np.ones(10)] * 3))
-    seen = []
-    out = run_stacks(stacks, workers=1, on_done=lambda i, results: seen.append(i))
-    assert seen == [0, 1] and [len(r) for r in out] == [3, 3]
-    again = train_stack(*stacks[1])
-    for a, b in zip(out[1], again, strict=True):
-        _assert_same(a, b)
-    with pytest.raises(InvalidValueError) as err:
-        run_stacks(stacks, workers=0)
-    assert str(err.value) == (
-        "Expected `workers` to be a positive integer, but got 0. Use 1 or os.cpu_count()."
-    )
-
-
-def test_run_stacks_in_worker_processes(digits):
-    stacks = [(digits, _configs("mlp", "sgd", epochs=1, lr=0.1, seeds=(s,)), [np.ones(10)])
-              for s in (0, 1)]  # fmt: skip
-    seen = []
-    out = run_stacks(stacks, workers=2, on_done=lambda i, results: seen.append(i))
-    assert sorted(seen) == [0, 1]
-    for (data, configs, weights), results in zip(stacks, out, strict=True):
-        _assert_same(results[0], train_single(data, configs[0], weights[0]))
-
-
 @pytest.mark.parametrize("arch", ["mlp", "cnn", "gru", "lstm"])
 def test_ldam_with_the_cosine_head_slice_equals_trial_alone(digits, arch):
-    from weightlab.lab.weightings import trial_loss_fn
-
     configs = [
         TrialConfig("digits-lt", arch, "sgd", "ldam", None, seed=s, epochs=2,
                     model_params=(("head", "cosine"), ("hidden", 8)))
         for s in (0, 1)
     ]  # fmt: skip
     counts = digits.train_counts
-    fns = [trial_loss_fn(c, counts) for c in configs]
+    fns = [resolve_weighting(c, counts).loss for c in configs]
     weights = [np.ones(digits.num_classes)] * 2
     results = train_stack(digits, configs, weights, loss_fn=fns)
     for k in range(2):
@@ -279,15 +257,16 @@ def test_ldam_with_the_cosine_head_slice_equals_trial_alone(digits, arch):
 
 
 def _smoothed_ce(logits, target, class_weight):
-    return F.cross_entropy(
+    ce = F.cross_entropy(
         logits, target, weight=class_weight, reduction="none", label_smoothing=0.1
     )
+    return _parts(ce, target, class_weight)
 
 
 def test_one_loss_per_slice(digits):
     configs = _configs("mlp", "adam")
     weights = _weights(digits, configs)
-    losses = [weighted_cross_entropy, _smoothed_ce, weighted_cross_entropy]
+    losses = [cross_entropy_parts, _smoothed_ce, cross_entropy_parts]
     results = train_stack(digits, configs, weights, loss_fn=losses)
     for k in range(3):
         _assert_same(results[k], train_single(digits, configs[k], weights[k], loss_fn=losses[k]))
@@ -319,3 +298,22 @@ def test_stacked_logits_of_one_model_is_one_block():
         torch.testing.assert_close(
             stacked_logits(model, x, 1), model(x.unsqueeze(0)), atol=0, rtol=0
         )
+
+
+@pytest.mark.parametrize("name", LOSS_WEIGHTINGS)
+def test_every_lab_weighting_trains_the_same_in_a_stack_as_alone(digits, name):
+    # non-uniform class weights, each slice with its own
+    weights = [np.linspace(0.5, 2.0, 10), np.linspace(2.0, 0.5, 10), np.ones(10)]
+    head = resolve_weighting(TrialConfig("d", "mlp", "sgd", name, None, 0), [1]).model_params
+    configs = [
+        TrialConfig("digits-lt", "mlp", "adam", name, None, seed=s, epochs=2,
+                    model_params=tuple(sorted({"hidden": 8, **head}.items())))
+        for s in (0, 1, 2)
+    ]  # fmt: skip
+    fns = [resolve_weighting(c, digits.train_counts).loss for c in configs]
+    assert fns[0] is fns[1] is fns[2]  # one loss object: its slices are computed together
+    results = train_stack(digits, configs, weights, loss_fn=fns)
+    assert [r.status for r in results] == ["done"] * 3
+    for k in range(3):
+        _assert_same(results[k], train_single(digits, configs[k], weights[k], loss_fn=fns[k]))
+    assert results[0].train_loss != results[1].train_loss  # the weights reach the loss

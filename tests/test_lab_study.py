@@ -9,11 +9,12 @@ from weightlab.lab.store import MemoryStore
 from weightlab.lab.store_sqlite import SQLiteStore
 from weightlab.lab.study import (
     PRESETS,
+    EngineTrainer,
     StudySpec,
     group_stacks,
+    resolve_weighting,
     run_study,
     summarize,
-    trial_class_weights,
     weighting_label,
 )
 from weightlab.lab.trial import TrialConfig, TrialResult
@@ -157,6 +158,10 @@ def test_unknown_weighting_and_preset():
     )
 
 
+def trial_class_weights(config, counts):
+    return resolve_weighting(config, counts).class_weight
+
+
 def test_trial_class_weights_come_from_weight_schemes():
     counts = np.array([100, 30, 10])
     none = TrialConfig("d", "mlp", "sgd", "none", None, 0)
@@ -198,7 +203,7 @@ def test_run_study_stores_every_trial_and_resume_skips_them(tmp_path):
         assert (again.ran, again.skipped) == (0, 4)
 
 
-def _must_not_train(data, configs, weights):
+def _must_not_train(data, configs):
     raise AssertionError(f"trained {len(configs)} stored trials again")
 
 
@@ -211,11 +216,9 @@ def test_resume_reruns_only_unfinished_trials():
     store.mark_running(spec.trials())  # as a killed run would leave them
     seen = []
 
-    def spy(data, configs, weights):
-        from weightlab.lab.engine import train_stack
-
+    def spy(data, configs):
         seen.extend(c.trial_id for c in configs)
-        return train_stack(data, configs, weights)
+        return EngineTrainer()(data, configs)
 
     out = run_study(spec, store, train_stack=spy)
     assert (out.ran, out.skipped) == (3, 1)
@@ -229,11 +232,9 @@ def test_the_stack_in_training_is_marked_running_and_nothing_else():
     store = MemoryStore()
     seen = []
 
-    def spy(data, configs, weights):
-        from weightlab.lab.engine import train_stack
-
+    def spy(data, configs):
         seen.append((store.running_ids(), len(store)))
-        return train_stack(data, configs, weights)
+        return EngineTrainer()(data, configs)
 
     run_study(spec, store, train_stack=spy)
     stacks = [{c.trial_id for c in stack} for stack in group_stacks(spec.trials())]
@@ -262,7 +263,7 @@ def test_diverging_trials_are_stored_failed_and_the_study_goes_on():
 def test_a_done_result_with_non_finite_loss_is_stored_failed():
     spec = StudySpec(**{**TINY, "optimizers": ["sgd"], "weightings": ["none"]})
 
-    def nan_engine(data, configs, weights):
+    def nan_engine(data, configs):
         return [TrialResult(c, "done", train_loss=[1.0, math.nan]) for c in configs]
 
     store = MemoryStore()
@@ -275,7 +276,7 @@ def test_a_done_result_with_non_finite_loss_is_stored_failed():
 def test_metrics_are_filled_from_logits_when_the_engine_leaves_them_out():
     spec = StudySpec(**{**TINY, "optimizers": ["sgd"], "weightings": ["none"]})
 
-    def logits_only(data, configs, weights):
+    def logits_only(data, configs):
         eye = np.eye(10)[data.y_test.numpy()]
         return [TrialResult(c, "done", train_loss=[1.0], test_logits=eye.tolist()) for c in configs]
 
@@ -285,6 +286,7 @@ def test_metrics_are_filled_from_logits_when_the_engine_leaves_them_out():
     assert r.metrics["accuracy"] == 1.0 and r.per_class["recall"] == [1.0] * 10
 
 
+@pytest.mark.slow
 def test_workers_run_stacks_in_processes(tmp_path):
     spec = StudySpec(**TINY)
     with SQLiteStore(tmp_path / "w.sqlite") as store:

@@ -1,4 +1,4 @@
-"""Study weightings: every name maps to real class weights and a real loss."""
+"""Study weightings: every name resolves, once, to real class weights, a real loss and its head."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from weightlab.lab.study import StudySpec
 from weightlab.lab.trial import TrialConfig
 from weightlab.lab.weightings import (
     LOSS_WEIGHTINGS,
-    trial_class_weights,
-    trial_loss_fn,
+    cross_entropy_parts,
+    resolve_weighting,
     weighting_model_params,
     weighting_names,
 )
@@ -28,6 +28,25 @@ COUNTS = np.array([50, 20, 5])
 
 def _cfg(weighting, alpha=None):
     return TrialConfig("digits-lt", "mlp", "adam", weighting, alpha, 0)
+
+
+def trial_class_weights(config, counts):
+    return resolve_weighting(config, counts).class_weight
+
+
+def test_every_registered_softmax_loss_is_a_lab_weighting_or_excluded_with_a_reason():
+    for name in LOSSES.names():
+        info = LOSSES.info(name)
+        if info.task != "multiclass":
+            assert info.lab_excluded, f"{name}: a {info.task} loss must say why the lab skips it"
+            assert name not in LOSS_WEIGHTINGS
+        elif name in LOSS_WEIGHTINGS:
+            assert not info.lab_excluded
+        else:
+            assert len(info.lab_excluded) > 20, f"{name} is neither a lab weighting nor excluded"
+    assert set(LOSS_WEIGHTINGS) == {
+        "focal", "class_balanced", "logit_adjusted", "balanced_softmax", "ldam"
+    }  # fmt: skip
 
 
 def test_every_scheme_and_multiclass_loss_is_a_weighting():
@@ -42,7 +61,8 @@ def test_scheme_weightings_use_the_scheme(scheme):
     np.testing.assert_allclose(
         trial_class_weights(_cfg(scheme), COUNTS), class_weights(COUNTS, scheme)
     )
-    assert trial_loss_fn(_cfg(scheme), COUNTS) is None
+    resolved = resolve_weighting(_cfg(scheme), COUNTS)
+    assert resolved.loss is cross_entropy_parts and resolved.loss_name == "cross_entropy"
 
 
 def test_power_uses_alpha():
@@ -65,19 +85,52 @@ def test_loss_weightings_are_the_library_losses(name):
     z = torch.randn(12, 3, dtype=torch.float64)
     y = torch.randint(0, 3, (12,))
     counts = torch.as_tensor(COUNTS, dtype=torch.float64)
-    fn = trial_loss_fn(_cfg(name), COUNTS)
-    assert fn is not None
-    w = torch.as_tensor(trial_class_weights(_cfg(name), COUNTS))
+    resolved = resolve_weighting(_cfg(name), COUNTS)
+    assert resolved.loss_name == name
+    fn = resolved.loss
+    w = torch.as_tensor(resolved.class_weight)
     assert torch.equal(w, torch.ones(3, dtype=torch.float64))
-    torch.testing.assert_close(fn(z, y, w), REFERENCES[name](z, y, counts))
+    parts = fn(z, y, w)
+    torch.testing.assert_close(parts.total, REFERENCES[name](z, y, counts).sum())
+    torch.testing.assert_close(parts.normalizer, torch.tensor(12.0, dtype=torch.float64))
+    # the same object for the same loss and counts, so a stack computes its slices together
+    assert resolve_weighting(_cfg(name), COUNTS).loss is fn
+
+
+@pytest.mark.parametrize("name", LOSS_WEIGHTINGS)
+def test_loss_weightings_with_class_weights_normalise_by_the_applied_weights(name):
+    z = torch.randn(12, 3, dtype=torch.float64)
+    y = torch.randint(0, 3, (12,))
+    w = torch.tensor([0.5, 1.0, 4.0], dtype=torch.float64)
+    parts = resolve_weighting(_cfg(name), COUNTS).loss(z, y, w)
+    info = LOSSES.info(name)
+    per = REFERENCES[name](z, y, torch.as_tensor(COUNTS, dtype=torch.float64))
+    torch.testing.assert_close(parts.total, (per * w[y]).sum())
+    # class_weight losses divide by the weights that applied; sample-weighted ones by the count
+    want = w[y].sum() if info.class_weight == "class_weight" else torch.tensor(12.0).double()
+    torch.testing.assert_close(parts.normalizer, want)
+
+
+def test_cross_entropy_parts_is_the_functional_cross_entropy():
+    z = torch.randn(3, 9, 4, dtype=torch.float64)
+    y = torch.randint(0, 4, (3, 9))
+    w = torch.rand(3, 4, dtype=torch.float64) + 0.1
+    parts = cross_entropy_parts(z, y, w)  # a leading slice axis
+    for k in range(3):
+        ref = WF.cross_entropy(z[k], y[k], class_weight=w[k], reduction="parts")
+        torch.testing.assert_close(parts.total[k], ref.total)
+        torch.testing.assert_close(parts.normalizer[k], ref.normalizer)
+        torch.testing.assert_close(
+            parts.mean()[k], F.cross_entropy(z[k], y[k], weight=w[k])
+        )
 
 
 def test_balanced_softmax_with_uniform_counts_is_cross_entropy():
     z = torch.randn(8, 3, dtype=torch.float64)
     y = torch.randint(0, 3, (8,))
-    fn = trial_loss_fn(_cfg("balanced_softmax"), [7, 7, 7])
+    fn = resolve_weighting(_cfg("balanced_softmax"), [7, 7, 7]).loss
     torch.testing.assert_close(
-        fn(z, y, torch.ones(3, dtype=torch.float64)), F.cross_entropy(z, y, reduction="none")
+        fn(z, y, torch.ones(3, dtype=torch.float64)).mean(), F.cross_entropy(z, y)
     )
 
 
@@ -93,6 +146,11 @@ def test_unknown_weighting_lists_the_valid_ones():
 def test_ldam_trials_get_the_cosine_head_unless_the_user_picks_one():
     assert weighting_model_params("ldam") == {"head": "cosine"}
     assert all(weighting_model_params(w) == {} for w in weighting_names() if w != "ldam")
+    assert all(
+        resolve_weighting(_cfg(w, 0.5 if w == "power" else None), COUNTS).model_params
+        == weighting_model_params(w)
+        for w in weighting_names()
+    )
     spec = StudySpec(archs=["mlp"], optimizers=["sgd"], weightings=["none", "ldam"], seeds=[0],
                      model_params={"mlp": {"hidden": 8}})  # fmt: skip
     none, ldam = spec.trials()

@@ -256,8 +256,6 @@ def test_gradient_panels_prefer_stored_diagnostics():
 
 
 def test_gradient_panels_compute_the_fallback_and_keep_its_errors(monkeypatch):
-    import weightlab.diagnostics
-
     diag = {"layers": ["l0"], "classes": [0, 1]}
     data = SimpleNamespace(name="fake")
     calls = []
@@ -268,8 +266,8 @@ def test_gradient_panels_compute_the_fallback_and_keep_its_errors(monkeypatch):
             raise RuntimeError("no gru today")
         return diag
 
-    # Patch where report/analysis.py imports diagnostics_for_trial from (move both together).
-    monkeypatch.setattr(weightlab.diagnostics, "diagnostics_for_trial", fake, raising=False)
+    # Patch where report/analysis.py calls it from.
+    monkeypatch.setattr(weightlab.lab.diagnose, "diagnostics_for_trial", fake)
     rs = [TrialResult(_cfg("none"), "done"), TrialResult(_cfg("balanced"), "done"),
           TrialResult(_cfg("none", arch="gru"), "done")]  # fmt: skip
     panels, errors = an.gradient_panels(rs, ["mlp", "gru"], _FakeCache(data), compute=True)

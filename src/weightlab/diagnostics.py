@@ -269,7 +269,7 @@ def loss_mass(
 def weighted_cross_entropy_parts(
     logits: torch.Tensor, target: torch.Tensor, class_weight: torch.Tensor
 ) -> LossParts:
-    """Cross-entropy with class weights as parts, ``(sum_i w_y l_i, sum_i w_y)``: the default loss."""
+    """Cross-entropy with class weights as parts, ``(sum_i w_y l_i, sum_i w_y)`` (the default)."""
     parts = cross_entropy(
         logits, target, class_weight=class_weight, reduction="parts", validate_args=False
     )
@@ -278,7 +278,7 @@ def weighted_cross_entropy_parts(
 
 
 def _scalar_loss(loss_fn: PartsLoss | None, w: torch.Tensor) -> ScalarLoss:
-    """The weighted mean of a parts loss with weights ``w``, as a scalar loss of (logits, target)."""
+    """The weighted mean of a parts loss with weights ``w``: a scalar loss of (logits, target)."""
     fn = loss_fn or weighted_cross_entropy_parts
 
     def scalar(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -51,7 +51,7 @@ class Registry(Generic[T]):
         return decorate
 
     def remove(self, name: str) -> None:
-        """Unregister ``name`` (a test's temporary entry, say); unknown names raise as :meth:`get`."""
+        """Unregister ``name`` (a test's temporary entry); unknown names raise as :meth:`get`."""
         self.get(name)
         del self._items[name]
 

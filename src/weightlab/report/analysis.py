@@ -24,16 +24,19 @@ import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from weightlab.lab import diagnose
+from weightlab.lab.architectures import ARCHITECTURES
+from weightlab.lab.metrics import HIGHER_IS_BETTER
+from weightlab.lab.optim import OPTIMIZERS
 from weightlab.lab.store import ResultStore
+from weightlab.lab.summary import Summary, summarize
 from weightlab.lab.trial import TrialConfig, TrialResult
-
-if TYPE_CHECKING:
-    from weightlab.lab.study import Summary
+from weightlab.lab.weightings import weighting_label
 
 __all__ = [
     "ArchCalibration",
@@ -306,8 +309,6 @@ class DataCache:
 
 
 def _label(cfg: TrialConfig) -> str:
-    from weightlab.lab.study import weighting_label
-
     return weighting_label(cfg)
 
 
@@ -669,11 +670,9 @@ def gradient_panels(
         if not found and compute:
             data = cache.get(cfg)
             if data is not None:
-                from weightlab.diagnostics import diagnostics_for_trial
-
                 try:
-                    # the trial's own weighting is resolved by diagnostics_for_trial
-                    found.append(("init", diagnostics_for_trial(cfg, data)))
+                    # the trial's own weighting (class weights and loss) is resolved there
+                    found.append(("init", diagnose.diagnostics_for_trial(cfg, data)))
                     source = "computed"
                 except Exception as err:
                     errors[f"diagnostics ({arch})"] = f"{type(err).__name__}: {err}"
@@ -719,9 +718,6 @@ def analyze(
         >>> a.metric, a.n_trials, a.calibration, a.gradients
         ('balanced_accuracy', 0, [], [])
     """
-    from weightlab.lab.metrics import HIGHER_IS_BETTER
-    from weightlab.lab.study import summarize
-
     meta = store.meta()
     spec = meta.get("spec") or {}
     metric = metric or spec.get("metric") or "balanced_accuracy"
@@ -730,8 +726,8 @@ def analyze(
     summary = summarize(results, metric) if metric in HIGHER_IS_BETTER else None
     cache = DataCache()
     data = data_info(meta, results, cache)
-    archs = order({r.config.arch for r in results}, ("mlp", "cnn", "gru", "lstm"))
-    opts = order({r.config.optimizer for r in results}, ("sgd", "adam", "adamw", "rmsprop"))
+    archs = order({r.config.arch for r in results}, ARCHITECTURES.names())
+    opts = order({r.config.optimizer for r in results}, OPTIMIZERS)
     calib = [c for c in (calibration(done, arch, metric, cache) for arch in archs) if c]
     # The data errors shown are those of the sections above (not of the diagnostics below).
     data_errors = dict(cache.errors)
