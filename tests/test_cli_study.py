@@ -203,6 +203,7 @@ def _rows(path: Path) -> dict[str, tuple[str, str]]:
     return {tid: (status, result) for tid, status, result in rows}
 
 
+@pytest.mark.slow  # starts a process
 def test_sigkill_mid_study_then_rerun_loses_nothing(tmp_path: Path) -> None:
     store = tmp_path / "k.sqlite"
     cmd = [*_weightlab(), "study", *KILL_ARGS, "--store", str(store)]

@@ -186,6 +186,7 @@ def test_list_schemes() -> None:
     assert rows[4]["params"] == {"beta": 0.999}
 
 
+@pytest.mark.slow  # starts a process
 def test_real_console_script_prints_valid_json() -> None:
     script = Path(sys.executable).parent / "weightlab"
     out = subprocess.run(

@@ -47,6 +47,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
+@pytest.mark.slow  # starts a process
 @pytest.mark.skipif(not _GLIBC, reason="glibc only")
 def test_the_engine_step_reuses_freed_buffers_instead_of_faulting_them_in():
     def faults(flag: str) -> int:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import weightlab.lab.diagnose
 from _report_study import tiny_store_path
 from weightlab.lab.metrics import compute_metrics
 from weightlab.lab.store_sqlite import SQLiteStore

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.slow  # starts a browser
+
 CHROMIUM = os.environ.get("WEIGHTLAB_CHROMIUM", "/usr/bin/chromium")
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 SCREENSHOT = Path(__file__).resolve().parent.parent / "build" / "report-screenshot.png"

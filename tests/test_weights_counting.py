@@ -457,6 +457,7 @@ def test_empty_tuple_batches() -> None:
         count_labels(iter([()]))
 
 
+@pytest.mark.slow  # starts a process
 def test_library_import_needs_neither_torch_nor_pandas_nor_sklearn() -> None:
     code = (
         "import sys, weightlab.weights as w; "
