@@ -1,10 +1,12 @@
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from weightlab.errors import InvalidValueError
+from weightlab.lab.sources import GridSource, TrialSource
 from weightlab.lab.store import MemoryStore
 from weightlab.lab.store_sqlite import SQLiteStore
 from weightlab.lab.study import (
@@ -386,3 +388,55 @@ def test_summarize_one_cell_failed_trials_and_rows():
     assert summarize([], "macro_f1").answer == "No trial finished, so there is nothing to compare."
     with pytest.raises(InvalidValueError, match=r"^Expected `metric` to be one of "):
         summarize(res, "auc")
+
+
+# -- trial sources ---------------------------------------------------------------------
+
+
+class _FollowUp(TrialSource):
+    """Hands out one stack, then, once told its results, a second one built from them."""
+
+    def __init__(self, spec):
+        self.first = next(spec.stacks())
+        self.told = []
+        self.stage = 0
+
+    def ask(self):
+        if self.stage == 0:
+            self.stage = 1
+            return self.first
+        if self.stage == 1 and self.told:  # a follow-up chosen from the first results
+            self.stage = 2
+            best = max(self.told[0], key=lambda r: r.metrics["balanced_accuracy"])
+            return [replace(best.config, seed=best.config.seed + 10)]
+        return None  # waiting for results, or done
+
+    def tell(self, results):
+        self.told.append(results)
+
+
+def test_a_source_can_hand_out_more_work_after_results_arrive():
+    spec = StudySpec(**TINY)
+    source = _FollowUp(spec)
+    store = MemoryStore()
+    out = run_study(spec, store, source=source)
+    first_ids = [c.trial_id for c in source.first]
+    assert out.ran == len(first_ids) + 1 and out.skipped == 0
+    assert list(out.trial_ids[: len(first_ids)]) == first_ids
+    assert [r.config.trial_id for r in source.told[0]] == first_ids
+    follow = next(r for r in store.results() if r.config.trial_id not in first_ids)
+    assert follow.config.seed == 10 and follow.status == "done"
+    # rerun: the source plans nothing in advance, so the runner looks each stack up as it comes
+    again = run_study(spec, store, source=_FollowUp(spec), train_stack=_must_not_train)
+    assert (again.ran, again.skipped) == (0, len(first_ids))
+
+
+def test_the_grid_source_hands_out_the_grid_stack_by_stack():
+    spec = StudySpec(**{**TINY, "weightings": ["none", "ldam"], "seeds": [0, 1]})
+    source = GridSource(spec)
+    stacks = []
+    while (stack := source.ask()) is not None:
+        stacks.append([c.trial_id for c in stack])
+    assert stacks == [[c.trial_id for c in s] for s in group_stacks(spec.trials())]
+    assert source.total == spec.num_trials == sum(len(s) for s in stacks)
+    assert source.planned_ids() == tuple(c.trial_id for c in spec.trials())

@@ -219,7 +219,8 @@ def run_study(
     store.put_meta("versions", versions())
     store.put_meta("data", data_summary(data))
 
-    stored = store.statuses(planned)
+    # finished trials of the study: all of a planned source's at once, else stack by stack
+    stored = store.statuses(planned) if planned is not None else {}
     seen: dict[str, None] = dict.fromkeys(planned or ())
     skipped = len(stored)
     failed = sum(1 for s in stored.values() if s == "failed")

@@ -42,6 +42,15 @@ class TunableParam:
         low: the smallest value a search tries.
         high: the largest value a search tries.
         log: search on a log scale (for scales spanning decades).
+
+    Example:
+        >>> TunableParam(2.0, 0.0, 5.0).high
+        5.0
+        >>> TunableParam(2.0, 3.0, 5.0)
+        Traceback (most recent call last):
+        ...
+        weightlab.errors.InvalidValueError: Expected `TunableParam` to have low <= default <= high
+        (low > 0 on a log scale), but got low=3.0, default=2.0, high=5.0. Fix the range.
     """
 
     default: float
@@ -52,8 +61,9 @@ class TunableParam:
     def __post_init__(self) -> None:
         if not self.low <= self.default <= self.high or (self.log and self.low <= 0):
             raise InvalidValueError(
-                expected("TunableParam", "low <= default <= high (and low > 0 on a log scale)",
-                         f"{self.low}, {self.default}, {self.high}", "Fix the range.")
+                expected("TunableParam", "to have low <= default <= high (low > 0 on a log scale)",
+                         f"low={self.low}, default={self.default}, high={self.high}",
+                         "Fix the range.")
             )  # fmt: skip
 
 
@@ -71,6 +81,13 @@ class LossInfo:
         head: the model head the loss is meant for (``"linear"``, or ``"cosine"`` for LDAM).
         params: its tunable parameters by name, with defaults and ranges.
         lab_excluded: why the lab does not offer it as a weighting (empty: it does).
+
+    Example:
+        >>> info = LOSSES.info("ldam")
+        >>> info.needs_counts, info.head, info.params["s"].log
+        (True, 'cosine', True)
+        >>> bool(LOSSES.info("asymmetric").lab_excluded)
+        True
     """
 
     task: Task
