@@ -362,7 +362,10 @@ def train_stack(
         for start in range(0, n, bs):
             xb, yb = xs[:, start : start + bs], ys[:, start : start + bs]
             logits = model(xb)
-            mean = per_slice(logits, yb, w).mean()
+            parts = per_slice(logits, yb, w)
+            # the plain quotient, not parts.mean(): a batch whose weights sum to 0 is a
+            # non-finite loss here (the slice fails), and one division beats five ops
+            mean = parts.total / parts.normalizer
             finite = torch.isfinite(mean)
             # On the CPU reading a mask is free: while every slice is alive and
             # finite, skip the masking ops (6 small ops per step); elsewhere always
@@ -594,7 +597,8 @@ def train_single(
         for start in range(0, n, bs):
             idx = orders[epoch, start : start + bs]
             xb, yb = d.x_train[idx], d.y_train[idx]
-            loss = loss_fn(model(xb), yb, w).mean()
+            parts = loss_fn(model(xb), yb, w)
+            loss = parts.total / parts.normalizer  # as train_stack: 0/0 fails the trial
             if not torch.isfinite(loss):
                 failed_epoch = epoch + 1
                 break
