@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -289,11 +289,7 @@ def _rnn(cell: str) -> PlainBuilder:
     return build
 
 
-def _stack_as(kind: type[StackedModel]) -> StackBuilder:
-    return kind  # the stacked classes take the list of plain models
-
-
-_SIZES = {"layers": 1, "head": "linear"}
+# the stacked classes take the K plain models, as ArchSpec.stack does
 register_architecture(
     ArchSpec(
         "mlp",
@@ -301,7 +297,7 @@ register_architecture(
         layout="flat",
         defaults={"hidden": 128, "layers": 2, "head": "linear"},
         summary="layers x (Linear(hidden) + ReLU), then the head",
-        stack=_stack_as(StackedMLP),
+        stack=cast(StackBuilder, StackedMLP),
         minimums={"layers": 0},
     )
 )
@@ -312,7 +308,7 @@ register_architecture(
         layout="image",
         defaults={"hidden": 16, "layers": 2, "head": "linear"},
         summary="layers x (Conv3x3(hidden) + ReLU + MaxPool 2), flatten, then the head",
-        stack=_stack_as(StackedCNN),
+        stack=cast(StackBuilder, StackedCNN),
     )
 )
 for _cell in ("gru", "lstm"):
@@ -321,8 +317,8 @@ for _cell in ("gru", "lstm"):
             _cell,
             _rnn(_cell),
             layout="sequence",
-            defaults={"hidden": 64, **_SIZES},
+            defaults={"hidden": 64, "layers": 1, "head": "linear"},
             summary=f"{_cell.upper()}(hidden, layers), last step's state, then the head",
-            stack=_stack_as(StackedRNN),
+            stack=cast(StackBuilder, StackedRNN),
         )
     )
