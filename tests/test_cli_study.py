@@ -255,16 +255,12 @@ def _count_finished(path: Path) -> int:
         return 0
 
 
-# -- user data files: label=, features=, and the old name target= -------------------------
+# -- user data files: --target (the data param target=) and features= --------------------
 
 ONE_TRIAL = [
     "--archs", "mlp", "--optimizers", "sgd", "--weightings", "none", "--seeds", "0",
     "--epochs", "1", "--quiet", "--no-report", "--no-diagnostics",
 ]  # fmt: skip
-TARGET_NOTE = (
-    "Note: --data-param target= is deprecated and will be removed in the next release; use "
-    "--data-param label= instead."
-)
 
 
 def _animals(tmp_path: Path) -> Path:
@@ -286,29 +282,29 @@ def _metrics(store: Path) -> list[dict[str, float]]:
         return [r.metrics for r in s.results()]
 
 
-@pytest.mark.filterwarnings("ignore:target= is deprecated:DeprecationWarning")
-def test_study_label_param_and_its_old_name_target(tmp_path: Path) -> None:
+@pytest.mark.filterwarnings("error::DeprecationWarning")  # target is the name: no deprecation
+def test_study_target_option_and_the_data_param_target(tmp_path: Path) -> None:
     data = _animals(tmp_path)
     common = ["study", *ONE_TRIAL, "--data", str(data), "--data-param", 'features=["a", "b"]']
-    new = runner.invoke(app, [*common, "--data-param", "label=species",
+    new = runner.invoke(app, [*common, "--target", "species",
                               "--store", str(tmp_path / "new.sqlite")])  # fmt: skip
     assert new.exit_code == 0, new.output
     assert "deprecated" not in new.stderr
     old = runner.invoke(app, [*common, "--data-param", "target=species",
                               "--store", str(tmp_path / "old.sqlite")])  # fmt: skip
     assert old.exit_code == 0, old.output
-    assert old.stderr.startswith(TARGET_NOTE + "\n") and old.stderr.count("deprecated") == 1
+    assert "Note:" not in old.stderr and "deprecated" not in old.stderr
     assert _metrics(tmp_path / "old.sqlite") == _metrics(tmp_path / "new.sqlite")
     assert old.stdout == new.stdout  # the same summary
-    # the old name is passed on as given, so a store started with it resumes
-    again = runner.invoke(app, [*common, "--data-param", "target=species",
+    # --target is the data param target, so a store started with either resumes with the other
+    again = runner.invoke(app, [*common, "--target", "species",
                                 "--store", str(tmp_path / "old.sqlite")])  # fmt: skip
     assert again.exit_code == 0, again.output
     assert "0 trials trained, 1 found in the store" in again.stderr
 
 
-@pytest.mark.filterwarnings("ignore:target= is deprecated:DeprecationWarning")
-def test_study_file_data_params_target_gets_a_note(tmp_path: Path) -> None:
+@pytest.mark.filterwarnings("error::DeprecationWarning")
+def test_study_file_data_params_target_works_without_a_note(tmp_path: Path) -> None:
     data = _animals(tmp_path)
     cfg = tmp_path / "s.toml"
     cfg.write_text(
@@ -318,37 +314,37 @@ def test_study_file_data_params_target_gets_a_note(tmp_path: Path) -> None:
     out = runner.invoke(app, ["study", "--config", str(cfg), "--store", str(tmp_path / "c.sqlite"),
                               "--quiet", "--no-report", "--no-diagnostics"])  # fmt: skip
     assert out.exit_code == 0, out.output
-    assert out.stderr.startswith(
-        "Note: target in [data_params] is deprecated and will be removed in the next release; "
-        "use label instead.\n"
-    )
+    assert "Note:" not in out.stderr and "deprecated" not in out.stderr
 
 
 def test_study_data_file_errors(tmp_path: Path) -> None:
+    import warnings
+
     data = _animals(tmp_path)
     store = str(tmp_path / "e.sqlite")
     args = ["study", *ONE_TRIAL, "--store", store, "--data", str(data)]
-    assert fails(*args, "--data-param", "label=kind") == (
-        "Error: Expected `label` to be a column of animals.csv ('a', 'b', 'code', 'species'), but "
+    assert fails(*args, "--data-param", "target=kind") == (
+        "Error: Expected `target` to be a column of animals.csv ('a', 'b', 'code', 'species'), but "
         "got 'kind'. Pick one of those columns."
     )
     assert fails(*args) == (
-        "Error: Expected `label` to name the label column of animals.csv ('a', 'b', 'code', "
-        "'species'), but got none, and no column is named 'target', 'label', 'y', 'class'. Pass "
-        "label=NAME."
+        "Error: Expected `--target` to name the target column of animals.csv (its columns: 'a', "
+        "'b', 'code', 'species'), but got none, and no column has a recognised target name "
+        "('target', 'label', 'y', 'class'). Pick one with --target COLUMN."
     )
-    with pytest.warns(DeprecationWarning):
-        err = fails(*args, "--data-param", "target=kind")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no deprecation: target is the name
+        err = fails(*args, "--target", "kind")
     assert err == (
-        f"{TARGET_NOTE}\nError: Expected `target` to be a column of animals.csv ('a', 'b', 'code', "
-        "'species'), but got 'kind'. Pick one of those columns."
+        "Error: Expected `--target` to be a column of animals.csv ('a', 'b', 'code', 'species'), "
+        "but got 'kind'. Pick one of those columns."
     )
     labels = tmp_path / "y.npy"
     labels.write_bytes(b"")  # its suffix decides; it is never opened
     assert fails("study", *ONE_TRIAL, "--store", store, "--data", str(labels)) == (
         "Error: Expected `name_or_path` to be a .csv, .parquet, .pq or .npz file, with features "
         f"and labels, but got {str(labels)!r}, an .npy file of labels alone. Save the features "
-        "with the labels: np.savez('data.npz', X=X, y=y), or a table with a label column "
+        "with the labels: np.savez('data.npz', X=X, y=y), or a table with a target column "
         "(`weightlab weights` counts an .npy of labels)."
     )
 
@@ -373,5 +369,96 @@ def test_study_help_uses_the_vocabulary() -> None:
     out = runner.invoke(app, ["study", "--help"])
     assert out.exit_code == 0
     text = " ".join(out.stdout.replace("│", " ").split())  # the help column's lines, joined
-    for words in ("label=COLUMN", "features=", ".npz", "target= is the deprecated"):
+    for words in ("target=COLUMN", "features=", ".npz", "--target <str> Target column"):
         assert words in text
+
+
+# -- `weightlab study --target` (issue 13, point 6) ----------------------------------------
+
+
+def _my_csv(tmp_path: Path) -> Path:
+    """A table with a column named target (the default) and one named label."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    path = tmp_path / "my.csv"
+    pd.DataFrame(
+        {"a": rng.normal(size=90), "target": np.arange(90) % 2,
+         "label": ["ant"] * 50 + ["bee"] * 25 + ["cat"] * 15}
+    ).to_csv(path, index=False)  # fmt: skip
+    return path
+
+
+def _trial_ids(store: Path) -> set[str]:
+    with SQLiteStore(store, create=False) as s:
+        return set(s.finished_ids())
+
+
+def test_study_target_label_equals_data_param_target_label(tmp_path: Path) -> None:
+    data = _my_csv(tmp_path)
+    common = ["study", *ONE_TRIAL, "--data", str(data), "--data-param", 'features=["a"]']
+    flag = runner.invoke(app, [*common, "--target", "label", "--store", str(tmp_path / "f.sqlite")])
+    assert flag.exit_code == 0, flag.output
+    param = runner.invoke(
+        app, [*common, "--data-param", "target=label", "--store", str(tmp_path / "p.sqlite")]
+    )
+    assert param.exit_code == 0, param.output
+    assert _trial_ids(tmp_path / "f.sqlite") == _trial_ids(tmp_path / "p.sqlite")
+    assert len(_trial_ids(tmp_path / "f.sqlite")) == 1
+    assert _metrics(tmp_path / "f.sqlite") == _metrics(tmp_path / "p.sqlite")
+    with SQLiteStore(tmp_path / "f.sqlite", create=False) as s:
+        (result,) = s.results()
+    assert dict(result.config.data_params) == {"features": ["a"], "target": "label"}
+    default = runner.invoke(app, [*common, "--store", str(tmp_path / "d.sqlite")])
+    assert default.exit_code == 0, default.output  # without --target: the column named target
+    assert _trial_ids(tmp_path / "d.sqlite").isdisjoint(_trial_ids(tmp_path / "f.sqlite"))
+    both = runner.invoke(app, [*common, "--target", "label", "--data-param", "target=label",
+                               "--store", str(tmp_path / "f.sqlite")])  # fmt: skip
+    assert both.exit_code == 0, both.output  # the same column twice: fine, and resumed
+    assert "0 trials trained, 1 found in the store" in both.stderr
+
+
+def test_study_target_and_data_param_target_that_differ(tmp_path: Path) -> None:
+    data = _my_csv(tmp_path)
+    args = ["study", *ONE_TRIAL, "--store", str(tmp_path / "x.sqlite"), "--data", str(data)]
+    assert fails(*args, "--target", "label", "--data-param", "target=a") == (
+        "Error: Expected `--target` to agree with --data-param target= when both are given, but "
+        "got --target 'label' and --data-param target='a'. Drop one of them: --target COLUMN "
+        "sets the data param target."
+    )
+    assert not (tmp_path / "x.sqlite").exists()  # refused before any store or training
+
+
+def test_study_target_only_with_a_table(tmp_path: Path) -> None:
+    import numpy as np
+
+    store = str(tmp_path / "x.sqlite")
+    assert fails("study", *ONE_TRIAL, "--store", store, "--target", "y") == (
+        "Error: Expected `--target` to be given only with a .csv or .parquet file, but got it "
+        "with --data digits-lt. Drop --target."
+    )
+    npz = tmp_path / "d.npz"
+    np.savez(npz, X=np.zeros((20, 2)), y=np.arange(20) % 2)
+    assert fails("study", *ONE_TRIAL, "--store", store, "--data", str(npz), "--target", "y") == (
+        "Error: Expected `--target` to be given only with a .csv or .parquet file, but got it "
+        f"with --data {npz}. Drop --target."
+    )
+
+
+def test_study_csv_without_a_recognisable_target_lists_its_columns(tmp_path: Path) -> None:
+    import pandas as pd
+
+    path = tmp_path / "my.csv"
+    pd.DataFrame({"a": [0.5, 1.5] * 10, "kind": ["x", "y"] * 10}).to_csv(path, index=False)
+    store = tmp_path / "x.sqlite"
+    assert fails("study", *ONE_TRIAL, "--store", str(store), "--data", str(path)) == (
+        "Error: Expected `--target` to name the target column of my.csv (its columns: 'a', "
+        "'kind'), but got none, and no column has a recognised target name ('target', 'label', "
+        "'y', 'class'). Pick one with --target COLUMN."
+    )
+    assert not store.exists()  # refused before any store or training
+    result = runner.invoke(
+        app, ["study", *ONE_TRIAL, "--store", str(store), "--data", str(path), "--target", "kind"]
+    )
+    assert result.exit_code == 0, result.output

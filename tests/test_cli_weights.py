@@ -63,7 +63,7 @@ def test_weights_help_names_every_option() -> None:
     result = invoke("--help")
     assert result.exit_code == 0
     for option in (
-        "--data", "--label", "--column", "--imbalance-ratio", "--seed", "--scheme", "--param",
+        "--data", "--target", "--column", "--imbalance-ratio", "--seed", "--scheme", "--param",
         "--normalize", "--clip", "--zero-count", "--format", "--list-schemes", "digits-lt",
         "--multilabel",
     ):  # fmt: skip
@@ -142,18 +142,18 @@ def test_csv_with_string_labels_keeps_sorted_names(tmp_path: Path) -> None:
     pd.DataFrame({"x": range(6), "species": ["dog", "cat", "emu", "cat", "cat", "dog"]}).to_csv(
         path, index=False
     )
-    report = as_json("--data", str(path), "--label", "species", "-s", "balanced")
+    report = as_json("--data", str(path), "--target", "species", "-s", "balanced")
     assert [(c["name"], c["count"]) for c in report["classes"]] == [
         ("cat", 3),
         ("dog", 2),
         ("emu", 1),
     ]
     assert report["description"] == "column 'species' of animals.csv"
-    result = invoke("--data", str(path), "--label", "species")
+    result = invoke("--data", str(path), "--target", "species")
     assert result.exit_code == 0 and "emu" in result.stdout
 
 
-def test_csv_integer_labels_are_class_indices_and_label_column_is_found(tmp_path: Path) -> None:
+def test_csv_integer_labels_are_class_indices_and_target_column_is_found(tmp_path: Path) -> None:
     path = tmp_path / "y.csv"
     pd.DataFrame({"feature": [0.1, 0.2, 0.3, 0.4], "label": [2, 0, 2, 1]}).to_csv(path, index=False)
     report = as_json("--data", str(path))
@@ -223,21 +223,22 @@ def test_unsupported_suffix(tmp_path: Path) -> None:
 def test_missing_or_unnamed_column(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("species,x\ncat,1\ndog,2\n")
-    assert fails("--data", str(path), "--label", "kind") == (
-        "Error: Expected `--label` to be a column of t.csv ('species', 'x'), but got 'kind'. "
+    assert fails("--data", str(path), "--target", "kind") == (
+        "Error: Expected `--target` to be a column of t.csv ('species', 'x'), but got 'kind'. "
         "Pick one of those columns.\n"
     )
     assert fails("--data", str(path)) == (
-        "Error: Expected `--label` to name the label column of t.csv ('species', 'x'), but got "
-        "none, and no column is named 'target', 'label', 'y', 'class'. Pass --label NAME.\n"
+        "Error: Expected `--target` to name the target column of t.csv (its columns: 'species', "
+        "'x'), but got none, and no column has a recognised target name ('target', 'label', 'y', "
+        "'class'). Pick one with --target COLUMN.\n"
     )
 
 
 def test_missing_values_and_empty_files(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("y,x\ncat,1\n,2\n")
-    assert fails("--data", str(path), "-l", "y") == (
-        "Error: Expected `--label` to have no missing values, but got 1 missing in column 'y' of "
+    assert fails("--data", str(path), "-t", "y") == (
+        "Error: Expected `--target` to have no missing values, but got 1 missing in column 'y' of "
         "t.csv. Drop or fill them first.\n"
     )
     path.write_text("y\n")
@@ -345,9 +346,9 @@ def test_options_that_do_not_apply(tmp_path: Path) -> None:
         f"Error: Expected `--seed` to be given only with --data digits-lt, but got it with --data "
         f"{path}. Drop --seed.\n"
     )
-    assert fails("--label", "y") == (
-        "Error: Expected `--label` to be given only with a .csv or .parquet file, but got it with "
-        "--data digits-lt. Drop --label.\n"
+    assert fails("--target", "y") == (
+        "Error: Expected `--target` to be given only with a .csv or .parquet file, but got it with "
+        "--data digits-lt. Drop --target.\n"
     )
 
 
@@ -410,7 +411,7 @@ def test_multilabel_csv_named_columns_in_the_order_given(tmp_path: Path) -> None
     pd.DataFrame({"id": range(200), "cat": y[:, 0], "dog": y[:, 1], "bird": y[:, 2]}).to_csv(
         path, index=False
     )
-    report = as_json("--multilabel", "--data", str(path), "-l", "bird", "-l", "cat", "-l", "bird")
+    report = as_json("--multilabel", "--data", str(path), "-t", "bird", "-t", "cat", "-t", "bird")
     order = [2, 0]  # bird, cat; a repeated name counts once
     positives, negatives, weights = reference(y[:, order])
     assert report["description"] == "tags.csv" and report["n_samples"] == 200
@@ -418,7 +419,7 @@ def test_multilabel_csv_named_columns_in_the_order_given(tmp_path: Path) -> None
     assert [row["positives"] for row in report["labels"]] == positives
     assert [row["negatives"] for row in report["labels"]] == negatives
     np.testing.assert_allclose(report["pos_weight"], weights, rtol=1e-12)
-    result = invoke("--multilabel", "--data", str(path), "-l", "cat", "-l", "dog")
+    result = invoke("--multilabel", "--data", str(path), "-t", "cat", "-t", "dog")
     assert result.exit_code == 0, result.output
     assert "tags.csv: 200 samples, 2 labels" in result.stdout and "dog" in result.stdout
 
@@ -440,7 +441,7 @@ def test_multilabel_parquet(tmp_path: Path) -> None:
     pd.DataFrame(
         {"x": [0.1, 0.2, 0.3, 0.4], "a": [1, 0, 0, 0], "b": [True, True, False, True]}
     ).to_parquet(path)
-    report = as_json("--multilabel", "--data", str(path), "-l", "a", "-l", "b")
+    report = as_json("--multilabel", "--data", str(path), "-t", "a", "-t", "b")
     assert [r["positives"] for r in report["labels"]] == [1, 3]
     assert report["pos_weight"] == [3.0, 1 / 3]
 
@@ -478,7 +479,7 @@ def test_multilabel_refuses_single_label_data(tmp_path: Path) -> None:
     assert fails("--multilabel") == (
         "Error: Expected `--data` to be a .csv, .parquet, .pq, .npy or .npz file of 0/1 labels "
         "with --multilabel, but got 'digits-lt', which is single-label (one class per sample). "
-        "Pass --data labels.npy (an (N, L) 0/1 array) or a table of 0/1 label columns, or drop "
+        "Pass --data labels.npy (an (N, L) 0/1 array) or a table of 0/1 target columns, or drop "
         "--multilabel.\n"
     )
     path = tmp_path / "y.npy"
@@ -518,14 +519,14 @@ def test_multilabel_refuses_values_other_than_0_and_1_in_tables(tmp_path: Path) 
     path = tmp_path / "tags.csv"
     path.write_text("id,cat,dog\n7,1,0\n8,0,yes\n")
     fix = (
-        "Name the 0/1 label columns with --label (repeat it), or drop --multilabel for class "
+        "Name the 0/1 target columns with --target (repeat it), or drop --multilabel for class "
         "indices.\n"
     )
     assert fails("--multilabel", "--data", str(path)) == (
         "Error: Expected `--data` to hold only 0 and 1 with --multilabel, but got 7 in column 'id' "
         f"of tags.csv. {fix}"
     )
-    assert fails("--multilabel", "--data", str(path), "-l", "cat", "-l", "dog") == (
+    assert fails("--multilabel", "--data", str(path), "-t", "cat", "-t", "dog") == (
         "Error: Expected `--data` to hold only 0 and 1 with --multilabel, but got 'yes' in column "
         f"'dog' of tags.csv. {fix}"
     )
@@ -534,16 +535,16 @@ def test_multilabel_refuses_values_other_than_0_and_1_in_tables(tmp_path: Path) 
 def test_multilabel_missing_column_values_and_files(tmp_path: Path) -> None:
     path = tmp_path / "tags.csv"
     path.write_text("cat,dog\n1,0\n,1\n")
-    assert fails("--multilabel", "--data", str(path), "-l", "dog", "-l", "emu") == (
-        "Error: Expected `--label` to be a column of tags.csv ('cat', 'dog'), but got 'emu'. "
+    assert fails("--multilabel", "--data", str(path), "-t", "dog", "-t", "emu") == (
+        "Error: Expected `--target` to be a column of tags.csv ('cat', 'dog'), but got 'emu'. "
         "Pick one of those columns.\n"
     )
-    assert fails("--multilabel", "--data", str(path), "-l", "cat,dog") == (
-        "Error: Expected `--label` to be a column of tags.csv ('cat', 'dog'), but got 'cat,dog'. "
+    assert fails("--multilabel", "--data", str(path), "-t", "cat,dog") == (
+        "Error: Expected `--target` to be a column of tags.csv ('cat', 'dog'), but got 'cat,dog'. "
         "Pick one of those columns.\n"
     )
     assert fails("--multilabel", "--data", str(path)) == (
-        "Error: Expected `--label` to have no missing values, but got 1 missing in column 'cat' "
+        "Error: Expected `--target` to have no missing values, but got 1 missing in column 'cat' "
         "of tags.csv. Drop or fill them first.\n"
     )
     path.write_text("cat,dog\n")
@@ -581,9 +582,9 @@ def test_multilabel_refuses_scheme_options(tmp_path: Path, option: list[str]) ->
 def test_multilabel_options_that_do_not_apply(tmp_path: Path) -> None:
     path = tmp_path / "y.npy"
     np.save(path, np.eye(3))
-    assert fails("--multilabel", "--data", str(path), "-l", "0") == (
-        "Error: Expected `--label` to be given only with a .csv or .parquet file, but got it with "
-        f"--data {path}. Drop --label.\n"
+    assert fails("--multilabel", "--data", str(path), "-t", "0") == (
+        "Error: Expected `--target` to be given only with a .csv or .parquet file, but got it with "
+        f"--data {path}. Drop --target.\n"
     )
     assert fails("--multilabel", "--data", str(path), "--seed", "1") == (
         "Error: Expected `--seed` to be given only with --data digits-lt, but got it with --data "
@@ -594,11 +595,12 @@ def test_multilabel_options_that_do_not_apply(tmp_path: Path) -> None:
 def test_several_columns_need_multilabel(tmp_path: Path) -> None:
     path = tmp_path / "tags.csv"
     path.write_text("cat,dog\n1,0\n0,1\n")
-    assert fails("--data", str(path), "-l", "cat", "-l", "dog") == (
-        "Error: Expected `--label` to be given once without --multilabel, but got 2 columns "
-        "('cat', 'dog'). Pass the one label column, or add --multilabel for 0/1 label columns.\n"
+    assert fails("--data", str(path), "-t", "cat", "-t", "dog") == (
+        "Error: Expected `--target` to be given once without --multilabel, but got 2 columns "
+        "('cat', 'dog'). Pass the one target column, or add --multilabel for 0/1 target "
+        "columns.\n"
     )
-    report = as_json("--data", str(path), "-l", "dog", "-l", "dog")  # the same column twice is one
+    report = as_json("--data", str(path), "-t", "dog", "-t", "dog")  # the same column twice is one
     assert [c["count"] for c in report["classes"]] == [1, 1]
 
 
@@ -630,9 +632,9 @@ def test_npz_errors(tmp_path: Path) -> None:
         "Error: Expected `--data` to hold a 1-D array of labels, but got shape (4, 2) in array "
         "'y' of d.npz. Save labels.ravel() for masks, or one label per sample.\n"
     )
-    assert fails("--data", str(path), "--label", "y") == (
-        "Error: Expected `--label` to be given only with a .csv or .parquet file, but got it with "
-        f"--data {path}. Drop --label.\n"
+    assert fails("--data", str(path), "--target", "y") == (
+        "Error: Expected `--target` to be given only with a .csv or .parquet file, but got it with "
+        f"--data {path}. Drop --target.\n"
     )
     np.savez(path, y=np.array([], dtype=np.int64))
     assert fails("--data", str(path)) == (
@@ -684,7 +686,8 @@ def test_parquet_index_is_not_a_column(tmp_path: Path) -> None:
 
 
 NOTE = (
-    "Note: --column is deprecated and will be removed in the next release; use --label instead.\n"
+    "Note: --column is deprecated and will be removed in the next release; use --target "
+    "instead.\n"
 )
 
 
@@ -695,30 +698,30 @@ def old_spelling(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr[len(NOTE) :]
 
 
-def test_column_is_an_alias_of_label_with_a_note(tmp_path: Path) -> None:
+def test_column_is_an_alias_of_target_with_a_note(tmp_path: Path) -> None:
     path = tmp_path / "animals.csv"
     pd.DataFrame({"x": range(6), "species": ["dog", "cat", "emu", "cat", "cat", "dog"]}).to_csv(
         path, index=False
     )
-    new = as_json("--data", str(path), "--label", "species")
+    new = as_json("--data", str(path), "--target", "species")
     for flag in ("--column", "-c"):
         code, out, err = old_spelling("--data", str(path), flag, "species", "--format", "json")
         assert (code, err) == (0, "") and json.loads(out) == new
-    assert invoke("--data", str(path), "--label", "species").stderr == ""  # no note for --label
+    assert invoke("--data", str(path), "--target", "species").stderr == ""  # no note for --target
     code, out, err = old_spelling("--data", str(path), "--column", "species")
-    assert code == 0 and out == invoke("--data", str(path), "--label", "species").stdout
+    assert code == 0 and out == invoke("--data", str(path), "--target", "species").stdout
 
 
 def test_column_alias_with_multilabel(tmp_path: Path) -> None:
     path = tmp_path / "tags.csv"
     pd.DataFrame({"id": [1, 2, 3], "cat": [1, 0, 1], "dog": [0, 1, 1]}).to_csv(path, index=False)
-    new = as_json("--multilabel", "--data", str(path), "-l", "dog", "-l", "cat")
+    new = as_json("--multilabel", "--data", str(path), "-t", "dog", "-t", "cat")
     code, out, err = old_spelling(
         "--multilabel", "--data", str(path), "-c", "dog", "-c", "cat", "--format", "json"
     )
     assert (code, err) == (0, "") and json.loads(out) == new
-    mixed = as_json_with_note("--multilabel", "--data", str(path), "-l", "dog", "-c", "cat")
-    assert mixed == new  # both spellings at once: --label's labels, then --column's
+    mixed = as_json_with_note("--multilabel", "--data", str(path), "-t", "dog", "-c", "cat")
+    assert mixed == new  # both spellings at once: --target's labels, then --column's
 
 
 def as_json_with_note(*args: str) -> dict[str, Any]:
@@ -746,6 +749,81 @@ def test_errors_name_the_old_option_when_it_was_typed(tmp_path: Path) -> None:
     assert code == 2 and err.startswith("Error: Expected `--column` to be given once without ")
     code, _, err = old_spelling("--multilabel", "--data", str(path), "-c", "species")
     assert code == 2 and err.endswith(
-        "Name the 0/1 label columns with --column (repeat it), or drop --multilabel for class "
+        "Name the 0/1 target columns with --column (repeat it), or drop --multilabel for class "
         "indices.\n"
     )
+
+
+# --------------------------------------------------------------------------- --target
+
+
+def test_target_names_the_target_column_and_t_is_its_short_form(tmp_path: Path) -> None:
+    path = tmp_path / "animals.csv"
+    pd.DataFrame({"x": range(5), "species": ["dog", "cat", "emu", "cat", "cat"]}).to_csv(
+        path, index=False
+    )
+    report = as_json("--data", str(path), "--target", "species", "-s", "inverse")
+    assert [(c["name"], c["count"]) for c in report["classes"]] == [
+        ("cat", 3),
+        ("dog", 1),
+        ("emu", 1),
+    ]
+    assert as_json("--data", str(path), "-t", "species", "-s", "inverse") == report
+    help_text = " ".join(invoke("--help").stdout.replace("│", " ").split())
+    assert "--target -t " in help_text and "Target column (the labels)" in help_text
+    assert "--column -c " in help_text and "Deprecated old name of --target" in help_text
+
+
+def test_label_was_never_an_option(tmp_path: Path) -> None:
+    path = tmp_path / "y.csv"
+    pd.DataFrame({"x": [1, 2], "species": ["a", "b"]}).to_csv(path, index=False)
+    for flag in ("--label", "-l"):
+        result = invoke("--data", str(path), flag, "species")
+        assert result.exit_code == 2 and "No such option" in result.stderr
+
+
+def test_column_alias_note_names_target(tmp_path: Path) -> None:
+    path = tmp_path / "animals.csv"
+    pd.DataFrame({"x": range(3), "species": ["a", "b", "b"]}).to_csv(path, index=False)
+    result = invoke("--data", str(path), "--column", "species", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "Note: --column is deprecated and will be removed in the next release; use --target "
+        "instead.\n"
+    )
+    assert json.loads(result.stdout) == as_json("--data", str(path), "--target", "species")
+
+
+def test_a_table_without_a_recognisable_target_lists_its_columns(tmp_path: Path) -> None:
+    path = tmp_path / "animals.parquet"
+    pd.DataFrame({"weight": [1.5, 2.5], "species": ["cat", "dog"]}).to_parquet(path)
+    assert fails("--data", str(path)) == (
+        "Error: Expected `--target` to name the target column of animals.parquet (its columns: "
+        "'weight', 'species'), but got none, and no column has a recognised target name "
+        "('target', 'label', 'y', 'class'). Pick one with --target COLUMN.\n"
+    )
+    assert fails("--data", str(path), "--target", "kind") == (
+        "Error: Expected `--target` to be a column of animals.parquet ('weight', 'species'), but "
+        "got 'kind'. Pick one of those columns.\n"
+    )
+    code, _, err = old_spelling("--data", str(path), "--column", "kind")
+    assert code == 2 and err == (
+        "Error: Expected `--column` to be a column of animals.parquet ('weight', 'species'), but "
+        "got 'kind'. Pick one of those columns.\n"
+    )
+    report = as_json("--data", str(path), "--target", "species")
+    assert [c["name"] for c in report["classes"]] == ["cat", "dog"]
+
+
+def test_read_labels_target_keyword_and_its_deprecated_old_name(tmp_path: Path) -> None:
+    import warnings
+
+    path = tmp_path / "animals.csv"
+    pd.DataFrame({"x": range(3), "species": ["b", "a", "b"]}).to_csv(path, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        new = read_labels(str(path), target="species")
+    assert new.class_names == ("a", "b") and new.values.tolist() == [1, 0, 1]
+    with pytest.warns(DeprecationWarning, match="^column= is deprecated .* use target= instead"):
+        old = read_labels(str(path), column="species")
+    assert (old.class_names, old.values.tolist()) == (new.class_names, new.values.tolist())

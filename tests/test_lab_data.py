@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import warnings
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -88,13 +91,14 @@ def test_table_errors(tmp_path):
         "). Encode them as numbers (e.g. one-hot) or leave them out with features=[...]."
     )
     assert load_data(path, features=["a", "b"]).num_classes == 3
-    with pytest.raises(InvalidValueError, match=r"Expected `label` to be a column of t\.csv"):
-        load_data(path, label="nope")
+    with pytest.raises(InvalidValueError, match=r"Expected `params` to be among 'target', "):
+        load_data(path, label="nope")  # label= was never released: target= is the name
     with (
-        pytest.warns(DeprecationWarning, match="target= is deprecated"),
+        warnings.catch_warnings(),
         pytest.raises(InvalidValueError, match=r"Expected `target` to be a column of t\.csv"),
     ):
-        load_data(path, target="nope")  # the old name still works, and messages name it
+        warnings.simplefilter("error")  # no deprecation: target= is the name
+        load_data(path, target="nope")
     with pytest.raises(InvalidValueError, match="Expected `params` to be among"):
         load_data(path, imbalance_ratio=3)
 
@@ -139,40 +143,42 @@ def _same(a, b) -> None:
     assert (a.class_names, a.input_shape, a.name) == (b.class_names, b.input_shape, b.name)
 
 
-def test_label_names_the_label_column_and_target_is_its_deprecated_alias(tmp_path):
+def test_target_names_the_target_column_without_a_deprecation(tmp_path):
     path = tmp_path / "t.csv"
     frame = _frame().rename(columns={"label": "species"})
-    frame["code"] = np.arange(120) % 2  # a numeric column that is not the label
+    frame["code"] = np.arange(120) % 2  # a numeric column that is not the target
     frame.to_csv(path, index=False)
-    new = load_data(path, label="species", features=["a", "b"], seed=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        new = load_data(path, target="species", features=["a", "b"], seed=1)
     assert new.class_names == ("ant", "bee", "cat") and new.input_shape == (2,)
-    with pytest.warns(DeprecationWarning) as caught:
-        old = load_data(path, target="species", features=["a", "b"], seed=1)
-    _same(old, new)
-    assert [str(w.message) for w in caught] == [
-        "target= is deprecated and will be removed in the next release; use label= instead."
-    ]
-    with pytest.warns(DeprecationWarning):
+    assert [str(w.message) for w in caught] == []  # target= is the name, not an old one
+    _same(load_data(str(path), target="species", features=["a", "b"], seed=1), new)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         _same(load_table(path, target="species", features=["a", "b"], seed=1), new)
-    with pytest.warns(DeprecationWarning), pytest.raises(InvalidValueError) as err:
+    with pytest.raises(InvalidValueError) as err:
         load_data(path, label="species", target="code")
     assert str(err.value) == (
-        "Expected `label` to be given once (its old name is target), but got label='species' and "
-        "target='code'. Drop target."
+        f"Expected `params` to be among 'target', 'features', 'val_fraction', 'test_fraction', "
+        f"'standardize', 'seed' for {str(path)!r}, but got 'label'. Drop or rename them."
     )
-    with pytest.warns(DeprecationWarning):  # both names, the same column: fine
-        _same(load_data(path, label="species", target="species", features=["a", "b"], seed=1), new)
+    found = tmp_path / "found.csv"  # the target column found by its name: the same data
+    frame.rename(columns={"species": "target"}).to_csv(found, index=False)
+    _same(load_data(found, features=["a", "b"], seed=1), replace(new, name=str(found)))
 
 
-def test_unknown_params_list_the_new_names_only(tmp_path):
+def test_unknown_params_list_the_loader_names(tmp_path):
     path = tmp_path / "t.csv"
     _frame().to_csv(path, index=False)
     with pytest.raises(InvalidValueError) as err:
         load_data(path, column="label")
     assert str(err.value) == (
-        f"Expected `params` to be among 'label', 'features', 'val_fraction', 'test_fraction', "
+        f"Expected `params` to be among 'target', 'features', 'val_fraction', 'test_fraction', "
         f"'standardize', 'seed' for {str(path)!r}, but got 'column'. Drop or rename them."
     )
+    with pytest.raises(TypeError):
+        load_table(path, label="label")  # never released
 
 
 def test_npy_is_labels_alone_and_refused_with_a_reason(tmp_path):
@@ -183,7 +189,7 @@ def test_npy_is_labels_alone_and_refused_with_a_reason(tmp_path):
     assert str(err.value) == (
         "Expected `name_or_path` to be a .csv, .parquet, .pq or .npz file, with features and "
         f"labels, but got {str(path)!r}, an .npy file of labels alone. Save the features with "
-        "the labels: np.savez('data.npz', X=X, y=y), or a table with a label column "
+        "the labels: np.savez('data.npz', X=X, y=y), or a table with a target column "
         "(`weightlab weights` counts an .npy of labels)."
     )
     with pytest.raises(InvalidValueError, match=r"^Expected `name_or_path` to be one of "):
@@ -199,7 +205,7 @@ def test_features_checks(tmp_path):
     with pytest.raises(InvalidValueError) as err:
         load_data(path, features=["a", "label"])
     assert str(err.value) == (
-        "Expected `features` to leave out the label column 'label', but got 'a', 'label'. Drop "
+        "Expected `features` to leave out the target column 'label', but got 'a', 'label'. Drop "
         "'label' from features: a model must not read its labels."
     )
     with pytest.raises(InvalidValueError) as err:
@@ -223,19 +229,20 @@ def test_features_checks(tmp_path):
     with pytest.raises(InvalidValueError) as err:
         load_data(path)
     assert str(err.value) == (
-        "Expected `label` to have no missing values, but got 1 missing in column 'label' of t.csv. "
-        "Drop or fill them first."
+        "Expected `target` to have no missing values, but got 1 missing in column 'label' of "
+        "t.csv. Drop or fill them first."
     )
 
 
-def test_label_messages(tmp_path):
+def test_target_messages(tmp_path):
     path = tmp_path / "t.csv"
     _frame().rename(columns={"label": "kind"}).to_csv(path, index=False)
     with pytest.raises(InvalidValueError) as err:
         load_data(path)
     assert str(err.value) == (
-        "Expected `label` to name the label column of t.csv ('a', 'b', 'kind'), but got none, and "
-        "no column is named 'target', 'label', 'y', 'class'. Pass label=NAME."
+        "Expected `target` to name the target column of t.csv (its columns: 'a', 'b', 'kind'), "
+        "but got none, and no column has a recognised target name ('target', 'label', 'y', "
+        "'class'). Pick one with target=COLUMN."
     )
     one = tmp_path / "one.csv"
     pd.DataFrame({"label": ["a", "b"] * 5}).to_csv(one, index=False)
@@ -252,15 +259,15 @@ def test_label_messages(tmp_path):
     with pytest.raises(InvalidValueError) as err:
         load_data(rare)
     assert str(err.value) == (
-        "Expected `label` to have at least 2 rows of every class for a stratified test split, but "
-        "got fewer for class index [3]. Add rows of those classes or drop them from the file."
+        "Expected `target` to have at least 2 rows of every class for a stratified test split, "
+        "but got fewer for class index [3]. Add rows of those classes or drop them from the file."
     )
     single = tmp_path / "single.csv"
     pd.DataFrame({"x": range(6), "label": ["cat"] * 6}).to_csv(single, index=False)
     with pytest.raises(InvalidValueError) as err:
         load_data(single)
     assert str(err.value) == (
-        "Expected `label` to hold at least two classes in single.csv, but got 1 ('cat'). Check "
+        "Expected `target` to hold at least two classes in single.csv, but got 1 ('cat'). Check "
         "the labels."
     )
 

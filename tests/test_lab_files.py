@@ -16,21 +16,22 @@ from weightlab.errors import InvalidValueError, ShapeMismatchError
 from weightlab.lab import files
 from weightlab.lab.files import (
     DATA_SUFFIXES,
-    LABEL_COLUMNS,
     LABEL_SUFFIXES,
     PYTHON,
+    TARGET_COLUMNS,
     Spelling,
     check_file,
     deprecation_note,
-    label_column,
     read_labels,
     read_npz_examples,
     read_table,
     read_table_examples,
     renamed,
+    table_columns,
+    target_column,
 )
 
-FLAGS = Spelling(data="--data", label="--label", features="--features", flags=True)
+FLAGS = Spelling(data="--data", target="--target", features="--features", flags=True)
 
 
 def raises(message: str, error: type[Exception] = InvalidValueError) -> Any:
@@ -42,43 +43,44 @@ def raises(message: str, error: type[Exception] = InvalidValueError) -> Any:
 
 
 def test_vocabulary_constants() -> None:
-    assert LABEL_COLUMNS == ("target", "label", "y", "class")
+    assert TARGET_COLUMNS == ("target", "label", "y", "class")
     assert LABEL_SUFFIXES == (".csv", ".parquet", ".pq", ".npy", ".npz")
     assert DATA_SUFFIXES == (".csv", ".parquet", ".pq", ".npz")
-    assert files.RENAMED == {"target": "label"}
-    assert PYTHON == Spelling("path", "label", "features", False)
-    assert FLAGS.given("--label", "NAME") == "--label NAME"
-    assert PYTHON.given("label", "NAME") == "label=NAME"
+    assert not hasattr(files, "RENAMED")  # target= is the name; nothing of the API is renamed
+    assert not hasattr(files, "LABEL_COLUMNS") and not hasattr(files, "label_column")
+    assert PYTHON == Spelling("path", "target", "features", False)
+    assert FLAGS.given("--target", "COLUMN") == "--target COLUMN"
+    assert PYTHON.given("target", "COLUMN") == "target=COLUMN"
 
 
 def test_renamed_warns_and_refuses_two_different_values() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert renamed("a", None, new="label", old="target") == "a"  # no warning
-        assert renamed(None, None, new="label", old="target") is None
+        assert renamed("a", None, new="target", old="column") == "a"  # no warning
+        assert renamed(None, None, new="target", old="column") is None
     with pytest.warns(DeprecationWarning) as caught:
-        assert renamed(None, "a", new="label", old="target") == "a"
-        assert renamed("a", "a", new="label", old="target") == "a"
+        assert renamed(None, "a", new="target", old="column") == "a"
+        assert renamed("a", "a", new="target", old="column") == "a"
     assert [str(w.message) for w in caught] == [
-        "target= is deprecated and will be removed in the next release; use label= instead."
+        "column= is deprecated and will be removed in the next release; use target= instead."
     ] * 2
 
-    def api(label: str | None = None, target: str | None = None) -> str | None:
-        return renamed(label, target, new="label", old="target")
+    def api(target: str | None = None, column: str | None = None) -> str | None:
+        return renamed(target, column, new="target", old="column")
 
     with pytest.warns(DeprecationWarning) as caught:
-        api(target="a")
+        api(column="a")
     assert caught[0].filename == __file__  # the warning points at the API's caller
     with (
         pytest.warns(DeprecationWarning),
         raises(
-            "Expected `label` to be given once (its old name is target), but got label='a' and "
-            "target='b'. Drop target."
+            "Expected `target` to be given once (its old name is column), but got target='a' and "
+            "column='b'. Drop column."
         ),
     ):
-        renamed("a", "b", new="label", old="target")
-    assert deprecation_note("--column", "--label") == (
-        "--column is deprecated and will be removed in the next release; use --label instead."
+        renamed("a", "b", new="target", old="column")
+    assert deprecation_note("--column", "--target") == (
+        "--column is deprecated and will be removed in the next release; use --target instead."
     )
 
 
@@ -113,7 +115,7 @@ def test_check_file(tmp_path: Path) -> None:
     with raises(
         f"Expected `path` to be a .csv, .parquet, .pq or .npz file, with features and labels, but "
         f"got {str(npy)!r}, an .npy file of labels alone. Save the features with the labels: "
-        "np.savez('data.npz', X=X, y=y), or a table with a label column (`weightlab weights` "
+        "np.savez('data.npz', X=X, y=y), or a table with a target column (`weightlab weights` "
         "counts an .npy of labels)."
     ):
         check_file(npy, DATA_SUFFIXES)
@@ -168,21 +170,42 @@ def test_read_table_without_pyarrow(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         read_labels(path)
 
 
-def test_label_column() -> None:
-    assert label_column(["x", "label", "target"], None, where="t.csv") == "target"  # list order
-    assert label_column(["class", "y"], None, where="t.csv") == "y"
-    assert label_column(["only"], None, where="t.csv") == "only"
-    assert label_column(["a", "b"], "b", where="t.csv") == "b"
+def test_target_column() -> None:
+    assert target_column(["x", "label", "target"], None, where="t.csv") == "target"  # list order
+    assert target_column(["class", "y"], None, where="t.csv") == "y"
+    assert target_column(["only"], None, where="t.csv") == "only"
+    assert target_column(["a", "b"], "b", where="t.csv") == "b"
     with raises(
-        "Expected `--label` to be a column of t.csv ('a', 'b'), but got 'c'. Pick one of those "
+        "Expected `--target` to be a column of t.csv ('a', 'b'), but got 'c'. Pick one of those "
         "columns."
     ):
-        label_column(["a", "b"], "c", where="t.csv", spelling=FLAGS)
+        target_column(["a", "b"], "c", where="t.csv", spelling=FLAGS)
     with raises(
-        "Expected `--label` to name the label column of t.csv ('a', 'b'), but got none, and no "
-        "column is named 'target', 'label', 'y', 'class'. Pass --label NAME."
+        "Expected `--target` to name the target column of t.csv (its columns: 'a', 'b'), but got "
+        "none, and no column has a recognised target name ('target', 'label', 'y', 'class'). "
+        "Pick one with --target COLUMN."
     ):
-        label_column(["a", "b"], None, where="t.csv", spelling=FLAGS)
+        target_column(["a", "b"], None, where="t.csv", spelling=FLAGS)
+    with raises(
+        "Expected `target` to name the target column of t.csv (its columns: 'a', 'b'), but got "
+        "none, and no column has a recognised target name ('target', 'label', 'y', 'class'). "
+        "Pick one with target=COLUMN."
+    ):
+        target_column(["a", "b"], None, where="t.csv")
+
+
+def test_table_columns_reads_the_header_alone(tmp_path: Path) -> None:
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,b,kind\n1,2,x\n3,oops\n")  # a short row further down: not read
+    assert table_columns(csv) == ["a", "b", "kind"]
+    pq = tmp_path / "t.parquet"
+    pd.DataFrame({"a": [1, 2, 3], "kind": [0, 1, 0]}).iloc[1:].to_parquet(pq)  # saved index
+    assert table_columns(pq) == ["a", "kind"]
+    empty = tmp_path / "e.csv"
+    empty.write_text("")
+    with raises("Expected `--data` to be a readable .csv file, but got e.csv: No columns to parse "
+                "from file. Check the file."):  # fmt: skip
+        table_columns(empty, spelling=FLAGS)
 
 
 # -- labels ------------------------------------------------------------------------------
@@ -191,7 +214,7 @@ def test_label_column() -> None:
 def test_read_labels_from_every_format(tmp_path: Path) -> None:
     csv = tmp_path / "t.csv"
     pd.DataFrame({"x": [1, 2, 3], "kind": ["b", "a", "b"]}).to_csv(csv, index=False)
-    got = read_labels(csv, label="kind")
+    got = read_labels(csv, target="kind")
     assert got.values.tolist() == ["b", "a", "b"] and got.class_names is None
     assert got.description == "column 'kind' of t.csv"
     npy = tmp_path / "y.npy"
@@ -211,7 +234,7 @@ def test_read_labels_refusals(tmp_path: Path) -> None:
     csv = tmp_path / "t.csv"
     csv.write_text("y,x\ncat,1\n,2\n")
     with raises(
-        "Expected `label` to have no missing values, but got 1 missing in column 'y' of t.csv. "
+        "Expected `target` to have no missing values, but got 1 missing in column 'y' of t.csv. "
         "Drop or fill them first."
     ):
         read_labels(csv)
@@ -229,10 +252,10 @@ def test_read_labels_refusals(tmp_path: Path) -> None:
     ):
         read_labels(npy)
     with raises(
-        f"Expected `label` to be given only with a .csv or .parquet file, but got it with "
-        f"path={npy}. Drop label."
+        f"Expected `target` to be given only with a .csv or .parquet file, but got it with "
+        f"path={npy}. Drop target."
     ):
-        read_labels(str(npy), label="y")
+        read_labels(str(npy), target="y")
     np.save(npy, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(
         InvalidValueError, match=r"^Expected `path` to be a readable \.npy file, but got y\.npy: "
@@ -270,8 +293,29 @@ def test_read_table_examples(tmp_path: Path) -> None:
     assert got.class_names is None and got.description == "t.csv"
     assert read_table_examples(path, features=["b", "a"]).x[0].tolist() == [0.5, 1]
     assert read_table_examples(path, features="b").input_shape == (1,)
-    by_name = read_table_examples(path, label="a", features=["b"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # target= is the name: no deprecation
+        by_name = read_table_examples(path, target="a", features=["b"])
     assert by_name.y.tolist() == [1, 2, 3]
+    with pytest.raises(TypeError):
+        read_table_examples(path, label="a")  # type: ignore[call-arg]  # never released
+
+
+def test_a_table_without_a_recognisable_target_lists_its_columns(tmp_path: Path) -> None:
+    path = _table(tmp_path, a=[1, 2], b=[0.5, 1.5], kind=["x", "y"])
+    with raises(
+        "Expected `target` to name the target column of t.csv (its columns: 'a', 'b', 'kind'), "
+        "but got none, and no column has a recognised target name ('target', 'label', 'y', "
+        "'class'). Pick one with target=COLUMN."
+    ):
+        read_table_examples(path)
+    with raises(
+        "Expected `--target` to name the target column of t.csv (its columns: 'a', 'b', 'kind'), "
+        "but got none, and no column has a recognised target name ('target', 'label', 'y', "
+        "'class'). Pick one with --target COLUMN."
+    ):
+        read_labels(path, spelling=FLAGS)
+    assert read_table_examples(path, target="kind").y.tolist() == ["x", "y"]
 
 
 def test_read_table_examples_refusals(tmp_path: Path) -> None:
@@ -299,18 +343,18 @@ def test_read_table_examples_refusals(tmp_path: Path) -> None:
     ):
         read_table_examples(path, features=[])
     with raises(
-        "Expected `features` to leave out the label column 'label', but got 'a', 'label'. Drop "
+        "Expected `features` to leave out the target column 'label', but got 'a', 'label'. Drop "
         "'label' from features: a model must not read its labels."
     ):
         read_table_examples(path, features=["a", "label"])
     with raises(
-        "Expected `label` to be a column of t.csv ('a', 'flag', 'color', 'label'), but got 'kind'. "
-        "Pick one of those columns."
+        "Expected `target` to be a column of t.csv ('a', 'flag', 'color', 'label'), but got "
+        "'kind'. Pick one of those columns."
     ):
-        read_table_examples(path, label="kind")
+        read_table_examples(path, target="kind")
     path = _table(tmp_path, a=[1.0, np.nan, 3.0], b=[0.0, 1.0, np.inf], label=["x", None, "y"])
     with raises(
-        "Expected `label` to have no missing values, but got 1 missing in column 'label' of "
+        "Expected `target` to have no missing values, but got 1 missing in column 'label' of "
         "t.csv. Drop or fill them first."
     ):
         read_table_examples(path)

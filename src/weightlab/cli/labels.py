@@ -1,14 +1,14 @@
 """Read the class labels of a data set named on the command line (``--data``).
 
 Sources: the built-in ``digits-lt`` (its long-tailed training split), or a file
-read by the lab's one reader, :mod:`weightlab.lab.files`: the label column of a
-``.csv`` or ``.parquet`` file (``--label``), a 1-D ``.npy`` array, or the ``y``
+read by the lab's one reader, :mod:`weightlab.lab.files`: the target column of a
+``.csv`` or ``.parquet`` file (``--target``), a 1-D ``.npy`` array, or the ``y``
 array of an ``.npz``. Integer labels are class indices; any other labels
 (strings, booleans) are class names, mapped to indices in sorted order and kept
 as names (an ``.npz``'s ``class_names``, one per distinct label, name them).
 
 Multi-label 0/1 targets (:func:`read_multilabel`): an ``(N, L)`` ``.npy`` array
-or ``.npz`` ``y``, or 0/1 label columns of a ``.csv`` or ``.parquet`` file.
+or ``.npz`` ``y``, or 0/1 target columns of a ``.csv`` or ``.parquet`` file.
 This module adds what only the command line means: the built-in name, the
 ``--multilabel`` checks and the flags' names in messages.
 """
@@ -24,7 +24,6 @@ import numpy as np
 
 from weightlab.errors import InvalidValueError, expected, names
 from weightlab.lab import files
-from weightlab.lab.files import LABEL_COLUMNS
 
 __all__ = [
     "BUILTIN",
@@ -41,22 +40,25 @@ __all__ = [
 BUILTIN = ("digits-lt",)
 #: File suffixes ``--data`` accepts.
 SUFFIXES = files.LABEL_SUFFIXES
+#: Columns taken as the target column, in this order, when ``--target`` is not given
+#: (:data:`weightlab.lab.files.TARGET_COLUMNS`).
+LABEL_COLUMNS = files.TARGET_COLUMNS
 
 _SUFFIX_TEXT = files.suffix_text(SUFFIXES)
 
 
-def spelling(label: str = "--label") -> files.Spelling:
+def spelling(target: str = "--target") -> files.Spelling:
     """How messages name the options of ``weightlab weights``.
 
     Args:
-        label: the label option as the user typed it (``--label``, or the
+        target: the target option as the user typed it (``--target``, or the
             deprecated ``--column``).
 
     Example:
-        >>> spelling().given("--label", "NAME")
-        '--label NAME'
+        >>> spelling().given("--target", "COLUMN")
+        '--target COLUMN'
     """
-    return files.Spelling(data="--data", label=label, features="--features", flags=True)
+    return files.Spelling(data="--data", target=target, features="--features", flags=True)
 
 
 @dataclass(frozen=True)
@@ -80,23 +82,24 @@ class Labels:
 def read_labels(
     data: str,
     *,
-    label: str | None = None,
+    target: str | None = None,
     imbalance_ratio: float | None = None,
     seed: int | None = None,
-    option: str = "--label",
+    option: str = "--target",
     column: str | None = None,
 ) -> Labels:
     """Read the labels of ``data``: ``'digits-lt'`` or a .csv, .parquet, .npy or .npz file.
 
     Args:
         data: the built-in name or the file path.
-        label: the label column of a table; by default the only column, or
-            the first of :data:`LABEL_COLUMNS` the table has.
+        target: the target column of a table; by default the only column, or
+            the first of :data:`LABEL_COLUMNS` the table has (else the message
+            lists the table's columns).
         imbalance_ratio: ``digits-lt`` only: head count / tail count (default 10).
         seed: ``digits-lt`` only: the seed of its split (default 0).
-        option: the label option's name in messages (``--label``, or the
+        option: the target option's name in messages (``--target``, or the
             deprecated ``--column`` when the user typed that).
-        column: deprecated old name of ``label`` (a :class:`DeprecationWarning`).
+        column: deprecated old name of ``target`` (a :class:`DeprecationWarning`).
 
     Raises:
         InvalidValueError: a missing file, an unknown suffix, a missing or
@@ -110,15 +113,15 @@ def read_labels(
         >>> labels.values.shape, labels.class_names[:3], labels.description
         ((242,), ('0', '1', '2'), 'digits-lt training split (imbalance ratio 100, seed 0)')
     """
-    label = files.renamed(label, column, new="label", old="column")
+    target = files.renamed(target, column, new="target", old="column")
     if data in BUILTIN:
-        if label is not None:
+        if target is not None:
             raise _not_applicable(option, data)
         return _digits_lt(10.0 if imbalance_ratio is None else imbalance_ratio, seed or 0)
     _label_file(
         data, imbalance_ratio, seed, f"to be {names(BUILTIN)} or an existing {_SUFFIX_TEXT} file"
     )
-    got = files.read_labels(data, label=label, spelling=spelling(option))
+    got = files.read_labels(data, target=target, spelling=spelling(option))
     return _as_labels(got.values, got.description, got.class_names)
 
 
@@ -141,10 +144,10 @@ class MultiLabels:
 def read_multilabel(
     data: str,
     *,
-    labels: Sequence[str] = (),
+    targets: Sequence[str] = (),
     imbalance_ratio: float | None = None,
     seed: int | None = None,
-    option: str = "--label",
+    option: str = "--target",
     columns: Sequence[str] | None = None,
 ) -> MultiLabels:
     """Read multi-label 0/1 targets: an ``(N, L)`` .npy or .npz array, or 0/1 columns of a table.
@@ -152,11 +155,12 @@ def read_multilabel(
     Args:
         data: a path to a .csv, .parquet, .npy or .npz file (the built-in data
             set is single-label and refused).
-        labels: the label columns of a table, in this order; by default every column.
+        targets: the 0/1 target columns of a table, in this order; by default every
+            column.
         imbalance_ratio: not applicable to a file (refused when given).
         seed: not applicable to a file (refused when given).
-        option: the label option's name in messages.
-        columns: deprecated old name of ``labels`` (a :class:`DeprecationWarning`).
+        option: the target option's name in messages.
+        columns: deprecated old name of ``targets`` (a :class:`DeprecationWarning`).
 
     Raises:
         InvalidValueError: the built-in data set, a missing file, an unknown
@@ -172,7 +176,7 @@ def read_multilabel(
         >>> got.values.sum(0).tolist(), got.label_names, got.description
         ([2, 1], ('0', '1'), 'y.npy')
     """
-    labels = files.renamed(tuple(labels) or None, columns, new="labels", old="columns") or ()
+    targets = files.renamed(tuple(targets) or None, columns, new="targets", old="columns") or ()
     spelled = spelling(option)
     if data in BUILTIN:
         raise InvalidValueError(
@@ -180,7 +184,7 @@ def read_multilabel(
                 "--data",
                 f"to be a {_SUFFIX_TEXT} file of 0/1 labels with --multilabel",
                 f"{data!r}, which is single-label (one class per sample)",
-                "Pass --data labels.npy (an (N, L) 0/1 array) or a table of 0/1 label columns, "
+                "Pass --data labels.npy (an (N, L) 0/1 array) or a table of 0/1 target columns, "
                 "or drop --multilabel.",
             )
         )
@@ -188,7 +192,7 @@ def read_multilabel(
         data, imbalance_ratio, seed, f"to be an existing {_SUFFIX_TEXT} file with --multilabel"
     )
     if path.suffix.lower() in (".npy", ".npz"):
-        if labels:
+        if targets:
             raise _not_applicable(option, data)
         values, description = _read_2d(path, spelled)
         label_names = tuple(str(j) for j in range(values.shape[1]))
@@ -196,15 +200,16 @@ def read_multilabel(
         for j in range(values.shape[1]):
             _check_indicators(values[:, j], f"label {j} of {description}", fix)
     else:
+
         def pick(available: list[str]) -> list[str]:
-            chosen = [files.label_column(available, c, where=path.name, spelling=spelled)
-                      for c in labels]  # fmt: skip
+            chosen = [files.target_column(available, c, where=path.name, spelling=spelled)
+                      for c in targets]  # fmt: skip
             return chosen or available
 
         frame = files.read_table(path, pick, spelling=spelled)
         label_names = tuple(str(c) for c in frame.columns)
         fix = (
-            f"Name the 0/1 label columns with {option} (repeat it), or drop --multilabel for "
+            f"Name the 0/1 target columns with {option} (repeat it), or drop --multilabel for "
             "class indices."
         )
         for name in label_names:
@@ -271,7 +276,7 @@ def _not_applicable(option: str, data: str) -> InvalidValueError:
     where = {
         "--imbalance-ratio": "--data digits-lt",
         "--seed": "--data digits-lt",
-    }.get(option, "a .csv or .parquet file")  # the label option, however it is spelled
+    }.get(option, "a .csv or .parquet file")  # the target option, however it is spelled
     return InvalidValueError(
         expected(
             option, f"to be given only with {where}", f"it with --data {data}", f"Drop {option}."

@@ -10,7 +10,7 @@ import typer
 
 from weightlab.errors import InvalidValueError, WeightlabError, expected
 
-__all__ = ["parse_list", "report_path", "study_command"]
+__all__ = ["data_params", "parse_list", "report_path", "study_command"]
 
 DEFAULT_STORE = Path("build/study.sqlite")
 
@@ -74,6 +74,37 @@ def parse_params(option: str, pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def data_params(pairs: list[str], target: str | None = None) -> dict[str, Any]:
+    """The data loader's options: the ``--data-param`` pairs, and ``--target`` as ``target``.
+
+    ``--target COLUMN`` is ``--data-param target=COLUMN``: the same data param,
+    so the same trials (and trial ids) in the store.
+
+    Raises:
+        InvalidValueError: a pair that is not ``KEY=VALUE``, or ``--target`` and
+            ``--data-param target=`` with different values.
+
+    Example:
+        >>> data_params(['features=["a", "b"]'], "species")
+        {'features': ['a', 'b'], 'target': 'species'}
+        >>> data_params(["target=species"], "species")
+        {'target': 'species'}
+    """
+    params = parse_params("data-param", pairs)
+    if target is not None:
+        if "target" in params and params["target"] != target:
+            raise InvalidValueError(
+                expected(
+                    "--target",
+                    "to agree with --data-param target= when both are given",
+                    f"--target {target!r} and --data-param target={params['target']!r}",
+                    "Drop one of them: --target COLUMN sets the data param target.",
+                )
+            )
+        params["target"] = target
+    return params
+
+
 def study_command(
     data: Annotated[
         str | None,
@@ -82,14 +113,22 @@ def study_command(
             "features and labels (an .npy of labels alone is for `weightlab weights`)."
         ),
     ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            help="Target column (the labels) of a .csv/.parquet --data file; the same as "
+            "--data-param target=COLUMN. Default: the only column, or the first of target, "
+            "label, y, class.",
+        ),
+    ] = None,
     data_param: Annotated[
         list[str] | None,
         typer.Option(
             "--data-param",
-            help="Data loader option KEY=VALUE (repeatable): for a table label=COLUMN (default: "
-            "the first of target, label, y, class) and features='[\"a\", \"b\"]' (default: every "
-            "other column); imbalance_ratio=50 for digits-lt. target= is the deprecated old "
-            "name of label=.",
+            help="Data loader option KEY=VALUE (repeatable): for a table target=COLUMN (as "
+            "--target) and features='[\"a\", \"b\"]' (default: every other column); "
+            "imbalance_ratio=50 for digits-lt.",
         ),
     ] = None,
     archs: Annotated[
@@ -144,8 +183,8 @@ def study_command(
         overrides: dict[str, Any] = {}
         if data is not None:
             overrides["data"] = data
-        if data_param:
-            overrides["data_params"] = parse_params("data-param", data_param)
+        if data_param or target is not None:
+            overrides["data_params"] = data_params(data_param or [], target)
         for name, text, kind in (
             ("archs", archs, str),
             ("optimizers", optimizers, str),
@@ -167,28 +206,45 @@ def study_command(
             spec = StudySpec.from_toml(config, preset=preset, **overrides)
         else:
             spec = StudySpec.preset(preset or "quick", **overrides)
-        _note_renamed_data_params(overrides.get("data_params", {}), spec.data_params)
+        _check_target(spec, typed=target is not None)
         _run(spec, store, workers=workers, quiet=quiet, diagnostics=diagnostics, report=report)
     except (WeightlabError, ImportError) as err:  # ImportError: e.g. Parquet without pyarrow
         typer.echo(f"Error: {err}", err=True)
         raise typer.Exit(2) from None
 
 
-def _note_renamed_data_params(given: dict[str, Any], used: dict[str, Any]) -> None:
-    """One line on stderr per old data-option name in use (it still works for one release).
+def _check_target(spec: Any, *, typed: bool) -> None:
+    """Refuse, before any training, a target column the data file does not have.
 
-    The option is passed on as given, so a store started with the old name resumes.
+    Only a table's header is read; the messages name this command's options
+    (``--target`` when it was typed or nothing named the column, else the data
+    param ``target``) and list the table's columns. Everything else about the
+    file is left to the loader.
+
+    Raises:
+        InvalidValueError: ``--target`` with data that is not a table, a target
+            that is not a column, or no target given and none recognisable.
+        ImportError: a Parquet file without pyarrow installed.
     """
-    from weightlab.lab.files import RENAMED, deprecation_note
+    from weightlab.lab import files
 
-    for old, new in RENAMED.items():
-        if old in given:
-            note = deprecation_note(f"--data-param {old}=", f"--data-param {new}=")
-        elif old in used:
-            note = deprecation_note(f"{old} in [data_params]", new)
-        else:
-            continue
-        typer.echo(f"Note: {note}", err=True)
+    path = Path(spec.data)
+    table = path.suffix.lower() in files.TABLE_SUFFIXES
+    if typed and not table:
+        raise InvalidValueError(
+            expected(
+                "--target",
+                "to be given only with a .csv or .parquet file",
+                f"it with --data {spec.data}",
+                "Drop --target.",
+            )
+        )
+    if not table or not path.is_file():
+        return  # the loader says what is wrong with it
+    target = spec.data_params.get("target")
+    option = "--target" if typed or target is None else "target"
+    spelling = files.Spelling(data="--data", target=option, flags=True)
+    files.target_column(files.table_columns(path), target, where=path.name, spelling=spelling)
 
 
 def report_path(store_path: Path) -> Path:

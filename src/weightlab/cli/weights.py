@@ -40,19 +40,19 @@ def weights_command(
             "--data",
             "-d",
             help="'digits-lt' (built in: the long-tailed training split of the 8x8 digits), "
-            "or a file of labels: .csv, .parquet (a label column), .npy (one label per sample) "
+            "or a file of labels: .csv, .parquet (a target column), .npy (one label per sample) "
             "or .npz (its array y, as `weightlab study` reads it).",
         ),
     ] = "digits-lt",
-    label: Annotated[
+    target: Annotated[
         list[str] | None,
         typer.Option(
-            "--label",
-            "-l",
-            help="Label column of a .csv/.parquet file. Default: the only column, or the first "
-            "of target, label, y, class. Integer labels are class indices; other labels are "
-            "class names, sorted. With --multilabel: a 0/1 label column; repeat for several "
-            "(default: every column).",
+            "--target",
+            "-t",
+            help="Target column (the labels) of a .csv/.parquet file. Default: the only column, "
+            "or the first of target, label, y, class. Integer labels are class indices; other "
+            "labels are class names, sorted. With --multilabel: a 0/1 target column; repeat for "
+            "several (default: every column).",
         ),
     ] = None,
     column: Annotated[
@@ -60,7 +60,7 @@ def weights_command(
         typer.Option(
             "--column",
             "-c",
-            help="Deprecated old name of --label (removed in the next release).",
+            help="Deprecated old name of --target (removed in the next release).",
         ),
     ] = None,
     multilabel: Annotated[
@@ -69,7 +69,7 @@ def weights_command(
             "--multilabel",
             help="Multi-label 0/1 targets: print positives, negatives and pos_weight "
             "(negatives / positives, for torch.nn.BCEWithLogitsLoss) of every label. --data is "
-            "an (N, L) .npy array (or .npz y) or a .csv/.parquet file of 0/1 label columns.",
+            "an (N, L) .npy array (or .npz y) or a .csv/.parquet file of 0/1 target columns.",
         ),
     ] = False,
     imbalance_ratio: Annotated[
@@ -130,19 +130,19 @@ def weights_command(
     Examples:
         weightlab weights
 
-        weightlab weights --data labels.csv --label species -s balanced -s effective_number
+        weightlab weights --data labels.csv --target species -s balanced -s effective_number
 
         weightlab weights --scheme effective_number --param beta=0.99 --format json
 
         weightlab weights --multilabel --data targets.npy
 
-        weightlab weights --multilabel --data tags.csv -l cat -l dog --zero-count zero
+        weightlab weights --multilabel --data tags.csv -t cat -t dog --zero-count zero
     """
-    option = "--column" if column and not label else "--label"  # messages name what was typed
+    option = "--column" if column and not target else "--target"  # messages name what was typed
     if column:
-        typer.echo(f"Note: {deprecation_note('--column', '--label')}", err=True)
+        typer.echo(f"Note: {deprecation_note('--column', '--target')}", err=True)
     # repeated names once, in the order given
-    columns = list(dict.fromkeys([*(label or []), *(column or [])]))
+    columns = list(dict.fromkeys([*(target or []), *(column or [])]))
     try:
         _check_choice("--format", output_format, FORMATS)
         if show_schemes:
@@ -196,7 +196,7 @@ def _single_label_report(
                 option,
                 "to be given once without --multilabel",
                 f"{len(columns)} columns ({names(columns)})",
-                "Pass the one label column, or add --multilabel for 0/1 label columns.",
+                "Pass the one target column, or add --multilabel for 0/1 target columns.",
             )
         )
 
@@ -204,7 +204,7 @@ def _single_label_report(
 
     labels = read_labels(
         data,
-        label=columns[0] if columns else None,
+        target=columns[0] if columns else None,
         imbalance_ratio=imbalance_ratio,
         seed=seed,
         option=option,
@@ -438,7 +438,7 @@ def _multilabel_report(
     from weightlab.cli.labels import read_multilabel
 
     labels = read_multilabel(
-        data, labels=columns, imbalance_ratio=imbalance_ratio, seed=seed, option=option
+        data, targets=columns, imbalance_ratio=imbalance_ratio, seed=seed, option=option
     )
     label_names, description = labels.label_names, labels.description
     counts = count_multilabel(labels.values)

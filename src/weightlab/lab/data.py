@@ -254,17 +254,17 @@ def load_synthetic(
 
 
 def _encode_labels(
-    y: npt.NDArray[Any], source: str, label: str = "label"
+    y: npt.NDArray[Any], source: str, argument: str = "target"
 ) -> tuple[npt.NDArray[np.int64], list[str]]:
     """Map labels to ``0..C-1`` by sorted class value; return the codes and the names.
 
-    ``label`` names the labels' argument in messages (``label``, ``y``, ...).
+    ``argument`` names the labels' argument in messages (``target``, ``y``, ...).
     """
     classes, codes = np.unique(y, return_inverse=True)
     if len(classes) < 2:
         raise InvalidValueError(
             expected(
-                label,
+                argument,
                 f"to hold at least two classes in {source}",
                 f"{len(classes)} ({names(classes.tolist())})",
                 "Check the labels.",
@@ -279,7 +279,7 @@ def _split(
     fraction: float,
     seed: int,
     what: str,
-    label: str = "label",
+    argument: str = "target",
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.int64], npt.NDArray[Any], npt.NDArray[np.int64]]:
     """A stratified split: (rest x, rest y, part x, part y) with ``fraction`` in the part."""
     from sklearn.model_selection import train_test_split
@@ -289,7 +289,7 @@ def _split(
         rare = np.flatnonzero(counts < 2).tolist()
         raise InvalidValueError(
             expected(
-                label,
+                argument,
                 f"to have at least 2 rows of every class for a stratified {what} split",
                 f"fewer for class index {rare}",
                 "Add rows of those classes or drop them from the file.",
@@ -312,12 +312,12 @@ def _finish_user(
     standardize: bool,
     seed: int,
     name: str,
-    label: str = "label",
+    argument: str = "target",
 ) -> LabData:
     _check_number("val_fraction", val_fraction, 0.01, 0.9, "Use a fraction such as 0.2.")
     _check_number("test_fraction", test_fraction, 0.01, 0.9, "Use a fraction such as 0.2.")
-    x_tr, y_tr, x_te, y_te = _split(x, y, test_fraction, seed, "test", label)
-    x_tr, y_tr, x_va, y_va = _split(x_tr, y_tr, val_fraction, seed + 1, "validation", label)
+    x_tr, y_tr, x_te, y_te = _split(x, y, test_fraction, seed, "test", argument)
+    x_tr, y_tr, x_va, y_va = _split(x_tr, y_tr, val_fraction, seed + 1, "validation", argument)
     if standardize:
         mean = x_tr.mean(axis=0)
         std = x_tr.std(axis=0)
@@ -329,15 +329,14 @@ def _finish_user(
 def load_table(
     path: str | Path,
     *,
-    label: str | None = None,
+    target: str | None = None,
     features: Sequence[str] | str | None = None,
     val_fraction: float = 0.2,
     test_fraction: float = 0.2,
     standardize: bool = True,
     seed: int = 0,
-    target: str | None = None,
 ) -> LabData:
-    """Read a CSV or Parquet file: one label column, numeric feature columns.
+    r"""Read a CSV or Parquet file: one target column, numeric feature columns.
 
     The file is read by :func:`weightlab.lab.files.read_table_examples`, the
     reader ``weightlab weights`` uses too. Labels (numbers or strings) become
@@ -349,30 +348,35 @@ def load_table(
 
     Args:
         path: a ``.csv``, ``.parquet`` or ``.pq`` file.
-        label: the label column (default: the first column named ``target``,
-            ``label``, ``y`` or ``class``).
+        target: the target column, which holds each row's label (default: the
+            only column, else the first column named ``target``, ``label``, ``y``
+            or ``class``; without one, the message lists the file's columns).
         features: feature columns (default: every other column); one name is one column.
         val_fraction: fraction of the non-test rows used for validation.
         test_fraction: fraction of all rows used for testing.
         standardize: z-score the features with training statistics.
         seed: seed of the splits.
-        target: deprecated old name of ``label`` (a :class:`DeprecationWarning`;
-            removed in the next release).
 
     Raises:
-        InvalidValueError: a missing file, no label column, no or unknown
-            feature columns (or the label among them), a non-numeric, missing or
-            infinite feature value, missing labels, or a class too rare to split.
+        InvalidValueError: a missing file, no or an unknown target column, no or
+            unknown feature columns (or the target among them), a non-numeric,
+            missing or infinite feature value, missing labels, or a class too
+            rare to split.
         ImportError: a Parquet file without pyarrow installed.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp(), "t.csv")
+        >>> _ = path.write_text("a,kind\n" + "".join(f"{i},{'xy'[i % 2]}\n" for i in range(20)))
+        >>> load_table(path, target="kind").class_names
+        ('x', 'y')
     """
-    spelling = files.PYTHON if target is None else replace(files.PYTHON, label="target")
-    label = files.renamed(label, target, new="label", old="target")
-    got = files.read_table_examples(path, label=label, features=features, spelling=spelling)
-    y, class_names = _encode_labels(got.y, got.description, spelling.label)
+    got = files.read_table_examples(path, target=target, features=features)
+    y, class_names = _encode_labels(got.y, got.description, "target")
     return _finish_user(
         got.x, y, class_names, got.input_shape,
         val_fraction=val_fraction, test_fraction=test_fraction,
-        standardize=standardize, seed=seed, name=str(Path(path)), label=spelling.label,
+        standardize=standardize, seed=seed, name=str(Path(path)), argument="target",
     )  # fmt: skip
 
 
@@ -406,7 +410,7 @@ def load_array_file(
     return _finish_user(
         got.x, y, class_names, got.input_shape,
         val_fraction=val_fraction, test_fraction=test_fraction,
-        standardize=standardize, seed=seed, name=str(Path(path)), label="y",
+        standardize=standardize, seed=seed, name=str(Path(path)), argument="y",
     )  # fmt: skip
 
 
@@ -415,7 +419,8 @@ def load_data(name_or_path: str | Path, **params: Any) -> LabData:
 
     ``"digits-lt"`` takes ``imbalance_ratio``, ``seed``; ``"synthetic"`` takes
     the arguments of :func:`load_synthetic`; a ``.csv``/``.parquet`` path those
-    of :func:`load_table`; an ``.npz`` path those of :func:`load_array_file`.
+    of :func:`load_table` (``target=COLUMN``, ``features=[...]``, ...); an
+    ``.npz`` path those of :func:`load_array_file`.
     An ``.npy`` file holds labels alone (``weightlab weights`` counts them) and
     is refused here with a message that says so.
 
@@ -458,11 +463,10 @@ or the path.
     accepted = [p for p in inspect.signature(loader).parameters if p != "path"]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
-        current = [p for p in accepted if p not in files.RENAMED]  # old names go unmentioned
         raise InvalidValueError(
             expected(
                 "params",
-                f"to be among {names(current)} for {key!r}",
+                f"to be among {names(accepted)} for {key!r}",
                 names(unknown),
                 "Drop or rename them.",
             )

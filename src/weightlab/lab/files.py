@@ -2,15 +2,16 @@
 
 It opens CSV and Parquet tables (Parquet needs pyarrow; the message says how to
 install it), ``.npy`` arrays of labels and ``.npz`` archives of features and
-labels; it finds the label column, and it refuses missing values, non-numeric
+labels; it finds the target column, and it refuses missing values, non-numeric
 features, unknown columns and unreadable files with one vocabulary:
 
-* **label**: the column of a table that holds each row's class (``label=`` in
-  Python, ``--data-param label=NAME`` for ``weightlab study``, ``--label NAME``
-  for ``weightlab weights``). Not named: a table's only column, else the first
-  of :data:`LABEL_COLUMNS` the table has.
+* **target**: the column of a table that holds each row's label, its class
+  (``target=`` in Python, ``--target COLUMN`` or ``--data-param target=COLUMN``
+  for ``weightlab study``, ``--target COLUMN`` for ``weightlab weights``). Not
+  named: a table's only column, else the first of :data:`TARGET_COLUMNS` the
+  table has.
 * **features**: the columns a model reads, numbers only (default: every column
-  but the label).
+  but the target).
 * ``.npy``: labels only, one per sample (:mod:`weightlab.weights` counts them;
   a model would have nothing to read).
 * ``.npz``: ``X`` (features, one row per sample) and ``y`` (labels), optionally
@@ -18,10 +19,11 @@ features, unknown columns and unreadable files with one vocabulary:
   the sorted distinct labels).
 
 Messages name the arguments as the caller's :class:`Spelling` says: Python
-keywords (``label``, ``features``, ``path``) or command-line flags (``--label``,
-``--data``). The old name of the label column, ``target``, is still accepted
-for one release with a :class:`DeprecationWarning` (:data:`RENAMED`,
-:func:`renamed`).
+keywords (``target``, ``features``, ``path``) or command-line flags
+(``--target``, ``--data``). A table without a recognisable target column is
+refused with a message that lists its columns, the recognised names and the fix.
+:func:`renamed` keeps an old argument name working for one release, with a
+:class:`DeprecationWarning`.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ import numpy.typing as npt
 from weightlab.errors import (
     InvalidValueError,
     ShapeMismatchError,
-    WeightlabError,
     expected,
     names,
 )
@@ -48,12 +49,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DATA_SUFFIXES",
-    "LABEL_COLUMNS",
     "LABEL_SUFFIXES",
     "PARQUET_HINT",
     "PYTHON",
-    "RENAMED",
     "TABLE_SUFFIXES",
+    "TARGET_COLUMNS",
     "Examples",
     "FileLabels",
     "Spelling",
@@ -61,7 +61,6 @@ __all__ = [
     "check_no_missing",
     "check_not_empty",
     "deprecation_note",
-    "label_column",
     "read_array",
     "read_labels",
     "read_npz",
@@ -70,10 +69,12 @@ __all__ = [
     "read_table_examples",
     "renamed",
     "suffix_text",
+    "table_columns",
+    "target_column",
 ]
 
-#: Columns taken as the label column, in this order, when none is named.
-LABEL_COLUMNS = ("target", "label", "y", "class")
+#: Columns taken as the target column, in this order, when none is named.
+TARGET_COLUMNS = ("target", "label", "y", "class")
 #: Suffixes of tables (CSV, Parquet).
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 #: Suffixes of files that hold labels (what ``weightlab weights`` counts).
@@ -82,8 +83,6 @@ LABEL_SUFFIXES = (*TABLE_SUFFIXES, ".npy", ".npz")
 DATA_SUFFIXES = (*TABLE_SUFFIXES, ".npz")
 #: How to install what Parquet files need.
 PARQUET_HINT = "pip install 'weightlab[parquet]'"
-#: Old argument names that still work for one release, and their new names.
-RENAMED = {"target": "label"}
 
 _T = TypeVar("_T")
 
@@ -94,13 +93,13 @@ class Spelling:
 
     Attributes:
         data: the argument that names the file (``path``, ``--data``).
-        label: the argument that names the label column(s) (``label``, ``--label``).
+        target: the argument that names the target column(s) (``target``, ``--target``).
         features: the argument that names the feature columns.
-        flags: the names are flags, given as ``--label NAME`` (not ``label=NAME``).
+        flags: the names are flags, given as ``--target COLUMN`` (not ``target=COLUMN``).
     """
 
     data: str = "path"
-    label: str = "label"
+    target: str = "target"
     features: str = "features"
     flags: bool = False
 
@@ -108,8 +107,8 @@ class Spelling:
         """How a user gives ``name`` the value ``value``.
 
         Example:
-            >>> PYTHON.given("label", "NAME"), Spelling(flags=True).given("--label", "NAME")
-            ('label=NAME', '--label NAME')
+            >>> PYTHON.given("target", "COLUMN"), Spelling(flags=True).given("--target", "COLUMN")
+            ('target=COLUMN', '--target COLUMN')
         """
         return f"{name} {value}" if self.flags else f"{name}={value}"
 
@@ -122,8 +121,8 @@ def deprecation_note(old: str, new: str) -> str:
     """The one sentence every renamed argument gets (warning text, or the CLI's note).
 
     Example:
-        >>> deprecation_note("--column", "--label")
-        '--column is deprecated and will be removed in the next release; use --label instead.'
+        >>> deprecation_note("--column", "--target")
+        '--column is deprecated and will be removed in the next release; use --target instead.'
     """
     return f"{old} is deprecated and will be removed in the next release; use {new} instead."
 
@@ -144,10 +143,10 @@ def renamed(
         >>> import warnings
         >>> with warnings.catch_warnings(record=True) as caught:
         ...     warnings.simplefilter("always")
-        ...     renamed(None, "species", new="label", old="target")
+        ...     renamed(None, "species", new="target", old="column")
         'species'
         >>> str(caught[0].message)
-        'target= is deprecated and will be removed in the next release; use label= instead.'
+        'column= is deprecated and will be removed in the next release; use target= instead.'
     """
     if old_value is None:
         return new_value
@@ -224,7 +223,7 @@ def check_file(
                 f"to be a {text} file, with features and labels",
                 f"{str(path)!r}, an .npy file of labels alone",
                 "Save the features with the labels: np.savez('data.npz', X=X, y=y), or a "
-                "table with a label column (`weightlab weights` counts an .npy of labels).",
+                "table with a target column (`weightlab weights` counts an .npy of labels).",
             )
         )
     raise InvalidValueError(
@@ -249,12 +248,12 @@ def check_not_empty(n: int, what: str, description: str, spelling: Spelling = PY
 
 
 def check_no_missing(series: Any, description: str, spelling: Spelling = PYTHON) -> None:
-    """Refuse a label column (a pandas Series) with missing values."""
+    """Refuse a target column (a pandas Series) with missing values."""
     missing = int(series.isna().sum())
     if missing:
         raise InvalidValueError(
             expected(
-                spelling.label,
+                spelling.target,
                 "to have no missing values",
                 f"{missing} missing in {description}",
                 "Drop or fill them first.",
@@ -285,6 +284,36 @@ def _pyarrow_parquet(path: Path) -> Any:
     return pq
 
 
+def table_columns(path: Path, *, spelling: Spelling = PYTHON) -> list[str]:
+    r"""The column names of a CSV or Parquet file, read from its header (the Parquet schema) alone.
+
+    A Parquet file's saved pandas index is not a column.
+
+    Raises:
+        InvalidValueError: an unreadable file (anything pandas or pyarrow cannot parse).
+        ImportError: a Parquet file without pyarrow installed (the message says how
+            to install it).
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp(), "t.csv")
+        >>> _ = path.write_text("a,b,label\n1,2,x\n")
+        >>> table_columns(path)
+        ['a', 'b', 'label']
+    """
+    import pandas as pd
+
+    try:
+        if path.suffix.lower() == ".csv":
+            return [str(c) for c in pd.read_csv(path, nrows=0).columns]
+        schema = _pyarrow_parquet(path).read_schema(path)
+        meta = schema.pandas_metadata or {}
+        index = {c for c in meta.get("index_columns", []) if isinstance(c, str)}
+        return [str(c) for c in schema.names if c not in index]
+    except (OSError, ValueError) as err:  # pandas' and pyarrow's parse errors are ValueErrors
+        raise _unreadable(path, err, spelling) from None
+
+
 def read_table(
     path: Path,
     pick: Callable[[list[str]], list[str]] | None = None,
@@ -293,9 +322,9 @@ def read_table(
 ) -> pd.DataFrame:
     r"""The columns ``pick(every column name)`` of a CSV or Parquet file, in that order.
 
-    Only the header (the Parquet schema) is read before ``pick`` chooses, and
-    then only the chosen columns; ``pick`` may raise to refuse the table. A
-    Parquet file's saved pandas index is not a column.
+    Only the header (:func:`table_columns`) is read before ``pick`` chooses,
+    and then only the chosen columns; ``pick`` may raise to refuse the table.
+    A Parquet file's saved pandas index is not a column.
 
     Raises:
         InvalidValueError: an unreadable file (anything pandas or pyarrow cannot parse).
@@ -311,89 +340,81 @@ def read_table(
     """
     import pandas as pd
 
-    parquet = path.suffix.lower() != ".csv"
+    available = table_columns(path, spelling=spelling)
+    picked = available if pick is None else pick(available)
+    whole = set(picked) == set(available)  # read as a whole, the way pandas reads it
     try:
-        if parquet:
-            schema = _pyarrow_parquet(path).read_schema(path)
-            meta = schema.pandas_metadata or {}
-            index = {c for c in meta.get("index_columns", []) if isinstance(c, str)}
-            available = [str(c) for c in schema.names if c not in index]
-        else:
-            available = [str(c) for c in pd.read_csv(path, nrows=0).columns]
-        picked = available if pick is None else pick(available)
-        whole = set(picked) == set(available)  # read as a whole, the way pandas reads it
-        if parquet:
-            frame = pd.read_parquet(path) if whole else pd.read_parquet(path, columns=picked)
-        else:
+        if path.suffix.lower() == ".csv":
             frame = pd.read_csv(path) if whole else pd.read_csv(path, usecols=picked)
+        else:
+            frame = pd.read_parquet(path) if whole else pd.read_parquet(path, columns=picked)
         return frame[picked]
-    except WeightlabError:
-        raise
     except (OSError, ValueError) as err:  # pandas' and pyarrow's parse errors are ValueErrors
         raise _unreadable(path, err, spelling) from None
 
 
-def label_column(
-    columns: Sequence[str], label: str | None, *, where: str, spelling: Spelling = PYTHON
+def target_column(
+    columns: Sequence[str], target: str | None, *, where: str, spelling: Spelling = PYTHON
 ) -> str:
-    """The label column among ``columns``: ``label``, or else the only column or a usual name.
+    """The target column among ``columns``: ``target``, or else the only column or a usual name.
 
     Args:
         columns: the table's columns.
-        label: the name given, or ``None`` to find it: the only column, else the
-            first of :data:`LABEL_COLUMNS` the table has.
+        target: the name given, or ``None`` to find it: the only column, else the
+            first of :data:`TARGET_COLUMNS` the table has.
         where: the file's name, for messages.
         spelling: how messages name the argument.
 
     Raises:
-        InvalidValueError: ``label`` is not a column, or no column is found.
+        InvalidValueError: ``target`` is not a column, or no column is found (both
+            messages list the columns; the second, the recognised names and the fix).
 
     Example:
-        >>> label_column(["x", "y"], None, where="t.csv")
+        >>> target_column(["x", "y"], None, where="t.csv")
         'y'
-        >>> label_column(["x", "kind"], None, where="t.csv")
+        >>> target_column(["x", "kind"], None, where="t.csv")
         Traceback (most recent call last):
         ...
-        weightlab.errors.InvalidValueError: Expected `label` to name the label column of t.csv \
-('x', 'kind'), but got none, and no column is named 'target', 'label', 'y', 'class'. Pass \
-label=NAME.
+        weightlab.errors.InvalidValueError: Expected `target` to name the target column of t.csv \
+(its columns: 'x', 'kind'), but got none, and no column has a recognised target name ('target', \
+'label', 'y', 'class'). Pick one with target=COLUMN.
     """
-    if label is not None:
-        if label in columns:
-            return label
+    if target is not None:
+        if target in columns:
+            return target
         raise InvalidValueError(
             expected(
-                spelling.label,
+                spelling.target,
                 f"to be a column of {where} ({names(columns)})",
-                repr(label),
+                repr(target),
                 "Pick one of those columns.",
             )
         )
     if len(columns) == 1:
         return columns[0]
-    for name in LABEL_COLUMNS:
+    for name in TARGET_COLUMNS:
         if name in columns:
             return name
     raise InvalidValueError(
         expected(
-            spelling.label,
-            f"to name the label column of {where} ({names(columns)})",
-            f"none, and no column is named {names(LABEL_COLUMNS)}",
-            f"Pass {spelling.given(spelling.label, 'NAME')}.",
+            spelling.target,
+            f"to name the target column of {where} (its columns: {names(columns)})",
+            f"none, and no column has a recognised target name ({names(TARGET_COLUMNS)})",
+            f"Pick one with {spelling.given(spelling.target, 'COLUMN')}.",
         )
     )
 
 
 def _feature_columns(
     columns: list[str],
-    label: str,
+    target: str,
     features: Sequence[str] | str | None,
     *,
     where: str,
     spelling: Spelling,
 ) -> list[str]:
     if features is None:
-        chosen = [c for c in columns if c != label]
+        chosen = [c for c in columns if c != target]
     else:  # one name is one column, not a sequence of letters
         chosen = [features] if isinstance(features, str) else [str(c) for c in features]
     unknown = [c for c in chosen if c not in columns]
@@ -406,13 +427,13 @@ def _feature_columns(
                 f"Pick from {names(columns)}.",
             )
         )
-    if label in chosen:
+    if target in chosen:
         raise InvalidValueError(
             expected(
                 spelling.features,
-                f"to leave out the label column {label!r}",
+                f"to leave out the target column {target!r}",
                 names(chosen),
-                f"Drop {label!r} from {spelling.features}: a model must not read its labels.",
+                f"Drop {target!r} from {spelling.features}: a model must not read its labels.",
             )
         )
     return chosen
@@ -512,19 +533,19 @@ class FileLabels:
 
 
 def read_labels(
-    path: str | Path, *, label: str | None = None, spelling: Spelling = PYTHON
+    path: str | Path, *, target: str | None = None, spelling: Spelling = PYTHON
 ) -> FileLabels:
-    r"""Read the labels of a file: a table's label column, a 1-D ``.npy``, or an ``.npz``'s ``y``.
+    r"""Read the labels of a file: a table's target column, a 1-D ``.npy``, or an ``.npz``'s ``y``.
 
     Args:
         path: a ``.csv``, ``.parquet``, ``.pq``, ``.npy`` or ``.npz`` file.
-        label: the label column of a table (see :func:`label_column`); refused
+        target: the target column of a table (see :func:`target_column`); refused
             for arrays.
         spelling: how messages name the arguments.
 
     Raises:
         InvalidValueError: a missing file, an unknown suffix, an unknown or
-            unnamed label column, missing values, ``label`` with an array, an
+            unnamed target column, missing values, ``target`` with an array, an
             array that is not 1-D, an ``.npz`` without ``y``, an unreadable
             file, or no labels at all.
         ImportError: a Parquet file without pyarrow installed.
@@ -544,7 +565,7 @@ def read_labels(
     if suffix in TABLE_SUFFIXES:
         frame = read_table(
             path,
-            lambda columns: [label_column(columns, label, where=path.name, spelling=spelling)],
+            lambda columns: [target_column(columns, target, where=path.name, spelling=spelling)],
             spelling=spelling,
         )
         name = str(frame.columns[0])
@@ -552,13 +573,13 @@ def read_labels(
         check_no_missing(frame[name], description, spelling)
         values = frame[name].to_numpy()
     else:
-        if label is not None:
+        if target is not None:
             raise InvalidValueError(
                 expected(
-                    spelling.label,
+                    spelling.target,
                     "to be given only with a .csv or .parquet file",
                     f"it with {spelling.given(spelling.data, shown)}",
-                    f"Drop {spelling.label}.",
+                    f"Drop {spelling.target}.",
                 )
             )
         if suffix == ".npy":
@@ -612,22 +633,22 @@ class Examples:
 def read_table_examples(
     path: str | Path,
     *,
-    label: str | None = None,
+    target: str | None = None,
     features: Sequence[str] | str | None = None,
     spelling: Spelling = PYTHON,
 ) -> Examples:
-    r"""Read a CSV or Parquet file: its label column and numeric feature columns.
+    r"""Read a CSV or Parquet file: its target column and numeric feature columns.
 
     Args:
         path: a ``.csv``, ``.parquet`` or ``.pq`` file.
-        label: the label column (see :func:`label_column`).
+        target: the target column (see :func:`target_column`).
         features: the feature columns, in this order (one name: one column);
             default every other column, in the file's order.
         spelling: how messages name the arguments.
 
     Raises:
         InvalidValueError: a missing file, an unknown suffix, an unknown or
-            unnamed label column, no or unknown feature columns, the label among
+            unnamed target column, no or unknown feature columns, the target among
             the features, a non-numeric feature, missing labels, a missing or
             infinite feature value, no rows, or an unreadable file.
         ImportError: a Parquet file without pyarrow installed.
@@ -636,7 +657,7 @@ def read_table_examples(
         >>> import tempfile
         >>> path = Path(tempfile.mkdtemp(), "t.csv")
         >>> _ = path.write_text("a,b,species\n1,2,cat\n3,4,dog\n")
-        >>> got = read_table_examples(path, label="species", features=["b"])
+        >>> got = read_table_examples(path, target="species", features=["b"])
         >>> got.x.tolist(), got.y.tolist(), got.input_shape
         ([[2.0], [4.0]], ['cat', 'dog'], (1,))
     """
@@ -644,14 +665,14 @@ def read_table_examples(
     chosen: dict[str, Any] = {}
 
     def pick(columns: list[str]) -> list[str]:
-        chosen["label"] = label_column(columns, label, where=path.name, spelling=spelling)
+        chosen["target"] = target_column(columns, target, where=path.name, spelling=spelling)
         chosen["features"] = _feature_columns(
-            columns, chosen["label"], features, where=path.name, spelling=spelling
+            columns, chosen["target"], features, where=path.name, spelling=spelling
         )
-        return [chosen["label"], *chosen["features"]]
+        return [chosen["target"], *chosen["features"]]
 
     frame = read_table(path, pick, spelling=spelling)
-    name, cols = chosen["label"], chosen["features"]
+    name, cols = chosen["target"], chosen["features"]
     where = f"column {name!r} of {path.name}"
     check_not_empty(len(frame), "label", where, spelling)
     _check_numeric(frame, cols, spelling)
