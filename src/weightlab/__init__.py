@@ -22,10 +22,6 @@ Example:
     array([0.35294118, 0.88235294, 1.76470588])
 """
 
-from __future__ import annotations
-
-import importlib
-
 # `typing.TYPE_CHECKING` without importing typing (9 ms): mypy treats this name the same way.
 TYPE_CHECKING = False
 
@@ -94,6 +90,8 @@ else:
         module_name = _LAZY.get(name)
         if module_name is None:
             raise AttributeError(f"module 'weightlab' has no attribute {name!r}")
+        import importlib  # here, not at the top: `import weightlab` imports nothing
+
         module = importlib.import_module(module_name)
         value = module if module_name == f"weightlab.{name}" else getattr(module, name)
         globals()[name] = value
