@@ -41,7 +41,7 @@ def _modules_after(code: str) -> list[str]:
 def test_import_weightlab_imports_neither_the_lab_nor_the_report_nor_the_cli() -> None:
     assert _modules_after("import weightlab") == []
     # The torch-backed names load torch on first use, and still nothing of the lab.
-    used = "import weightlab\nweightlab.CrossEntropyLoss\nweightlab.functional\nweightlab.weights"
+    used = "import weightlab\nweightlab.CrossEntropyLoss, weightlab.weights, weightlab.diagnostics"
     assert _modules_after(used) == ["torch"]
     assert _modules_after("from weightlab import *") == ["torch"]
 

@@ -4,7 +4,8 @@ The front door is the library: the layers :mod:`weightlab.weights` (label
 counts and weight schemes), :mod:`weightlab.functional` (pure losses on
 logits) and :mod:`weightlab.losses` (their ``nn.Module`` wrappers), the loss
 classes themselves (``weightlab.CrossEntropyLoss`` is
-``weightlab.losses.CrossEntropyLoss``) and :mod:`weightlab.errors`. They are
+``weightlab.losses.CrossEntropyLoss``), :mod:`weightlab.errors` and
+:mod:`weightlab.diagnostics` (per-class gradient shares). They are
 loaded on first use (PEP 562), so ``import weightlab`` stays cheap and
 ``import weightlab.weights`` still needs no torch. The lab, the report and the
 CLI are never imported from here: ask for them by name (``import
@@ -28,7 +29,7 @@ TYPE_CHECKING = False
 __version__ = "0.1.0"
 
 # Each lazily loaded name and the module that holds it (a submodule maps to itself).
-_SUBMODULES = ("errors", "functional", "losses", "weights")
+_SUBMODULES = ("diagnostics", "errors", "functional", "losses", "weights")
 _LOSS_CLASSES = (
     "AsymmetricLoss",
     "BCEWithLogitsLoss",
@@ -59,6 +60,7 @@ __all__ = [
     "LogitAdjustedLoss",
     "SigmoidFocalLoss",
     "__version__",
+    "diagnostics",
     "errors",
     "functional",
     "losses",
@@ -67,6 +69,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     # What the type checker sees: the same names, imported eagerly.
+    from weightlab import diagnostics as diagnostics
     from weightlab import errors as errors
     from weightlab import functional as functional
     from weightlab import losses as losses
