@@ -2,15 +2,18 @@
 backend's own tests (SQLite files, corruption, schema, cheap status reads)."""
 
 import json
+import os
+import socket
 import sqlite3
+import time
 
 import pytest
 
 pytest.register_assert_rewrite("weightlab.lab.store_contract")
 
 import weightlab.lab.store as store_module  # noqa: E402
-from weightlab.errors import InvalidValueError  # noqa: E402
-from weightlab.lab.store import MemoryStore, ResultStore  # noqa: E402
+from weightlab.errors import InvalidValueError, StoreWriteError  # noqa: E402
+from weightlab.lab.store import MemoryStore, Owner, ResultStore  # noqa: E402
 from weightlab.lab.store_contract import (  # noqa: E402
     StoreContract,
     make_config,
@@ -184,3 +187,76 @@ def test_sqlite_reader_sees_writer_commits(tmp_path):
     assert reader.statuses() == {cfg().trial_id: "done"}
     writer.close()
     reader.close()
+
+
+# -- leases: concurrent runs share a study's trials (SQLite) ------------------------------
+
+
+def _other_live_owner():
+    """An owner on this host whose process is alive (our parent), as a second run would be."""
+    return Owner("other-run", socket.gethostname(), os.getppid())
+
+
+def test_sqlite_a_live_lease_keeps_a_trial_from_a_second_run(tmp_path):
+    a, b = cfg(seed=0), cfg(seed=1)
+    with SQLiteStore(tmp_path / "s.sqlite") as first, SQLiteStore(tmp_path / "s.sqlite") as second:
+        other, me = _other_live_owner(), Owner.here()
+        assert first.claim([a], other, 60.0) == [a]
+        assert second.claim([a, b], me, 60.0) == [b]  # a is held
+        assert second.claim([a], me, 60.0) == []
+        first.put(done(a))  # the holder finishes it: the lease goes with the put
+        assert second.claim([a], me, 60.0) == []  # finished, not claimable
+        assert second.statuses([a.trial_id]) == {a.trial_id: "done"}
+
+
+def test_sqlite_an_expired_lease_or_a_dead_owner_lapses(tmp_path):
+    a, b, c = cfg(seed=0), cfg(seed=1), cfg(seed=2)
+    with SQLiteStore(tmp_path / "s.sqlite") as store:
+        other, me = _other_live_owner(), Owner.here()
+        assert store.claim([a], other, -1.0) == [a]  # already expired
+        assert store.claim([a], me, 60.0) == [a]
+        dead = Owner("crashed-run", socket.gethostname(), 2**22 + 7)  # no such process
+        assert store.claim([b], dead, 60.0) == [b]
+        assert store.claim([b], me, 60.0) == [b]  # its process is gone: taken over at once
+        store.claim([c], other, 0.2)
+        store.renew(other, 60.0)  # the heartbeat keeps it
+        time.sleep(0.3)
+        assert store.claim([c], me, 60.0) == []
+        store.release(other)  # an interrupted run gives its trials up
+        assert store.claim([c], me, 60.0) == [c]
+
+
+def test_sqlite_a_store_from_before_leases_gets_the_table(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with SQLiteStore(path) as store:
+        store.put(done(cfg()))
+    con = sqlite3.connect(path)
+    con.execute("DROP TABLE leases")
+    con.commit()
+    con.close()
+    with SQLiteStore(path) as store:
+        assert store.claim([cfg(seed=5)], Owner.here(), 60.0) == [cfg(seed=5)]
+        assert len(store) == 1
+
+
+def test_sqlite_write_errors_name_the_file_and_keep_what_is_stored(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with SQLiteStore(path) as store:
+        store.put(done(cfg()))
+        pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+        store._conn.execute(f"PRAGMA max_page_count = {pages}")  # as if the disk were full
+        big = done(cfg(seed=1), value=0.25)
+        big.test_logits = [[0.125] * 10] * 5000  # needs pages the file may not grow by
+        with pytest.raises(StoreWriteError) as info:
+            store.put(big)
+        assert str(info.value).startswith(f"Could not write to the store '{path}': ")
+        assert "full" in info.value.reason
+        assert store.statuses() == {cfg().trial_id: "done"}  # rolled back, earlier trial whole
+    with SQLiteStore(path) as store:
+        path.unlink()
+        with pytest.raises(StoreWriteError) as info:
+            store.put(done(cfg(seed=2)))
+        assert str(info.value) == (
+            f"Could not write to the store '{path}': the file is gone (deleted, or its folder "
+            "removed)."
+        )

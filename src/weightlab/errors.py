@@ -78,3 +78,16 @@ class TargetOutOfRangeError(WeightlabError, ValueError):
 
 class DeviceMismatchError(WeightlabError, ValueError):
     """A weight tensor lives on another device than the input."""
+
+
+class StoreWriteError(WeightlabError, OSError):
+    """A result store could not be written (disk full, read-only, its file gone).
+
+    ``path`` is the store's file and ``reason`` what the storage engine said;
+    every trial stored before stays stored, so rerunning resumes.
+    """
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"Could not write to the store '{path}': {reason}.")
+        self.path = path
+        self.reason = reason

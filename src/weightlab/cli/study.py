@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from weightlab.errors import InvalidValueError, WeightlabError, expected
+from weightlab.errors import InvalidValueError, StoreWriteError, WeightlabError, expected
 
 __all__ = ["data_params", "parse_list", "report_path", "study_command"]
 
@@ -257,6 +257,37 @@ def report_path(store_path: Path) -> Path:
     return store_path.with_name(f"{store_path.stem}-report.html")
 
 
+def _stored_line(store: Any, store_path: Path) -> str:
+    """``"N trials are safely stored in PATH; rerun the same command to resume."``."""
+    try:
+        n = len(store.statuses())
+    except Exception:  # the count is a courtesy; the store may be unreadable
+        return f"the trials stored in {store_path} before this are kept; rerun to resume."
+    return f"{n} trials are safely stored in {store_path}; rerun the same command to resume."
+
+
+def _write_failure(err: StoreWriteError, store: Any) -> str:
+    """One line for a store that cannot be written: which file, why, what is kept, the fix."""
+    import shutil
+
+    path = Path(str(err.path))
+    if not path.exists():
+        return (f"the store {path} was deleted (or its folder removed) while the study ran; "
+                "the trials it held went with it. Rerun the same command to start the study "
+                "again.")  # fmt: skip
+    lowered = err.reason.lower()
+    if "readonly" in lowered or "read-only" in lowered:
+        fix = f"make it writable (chmod u+w {path}) and rerun the same command to resume"
+    else:
+        try:
+            free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free on {path.parent}"
+        except OSError:
+            free = f"free space on {path.parent} unknown"
+        fix = f"{free}; free some space and rerun the same command to resume"
+    stored = _stored_line(store, path).split(";")[0]
+    return f"could not write to the store {path} ({err.reason}). {stored}; {fix}."
+
+
 def _run(
     spec: Any, store_path: Path, *, workers: int, quiet: bool, diagnostics: bool, report: bool
 ) -> None:
@@ -301,15 +332,22 @@ def _run(
             else:
                 bar.update(task[0], completed=p.done, failed=p.failed)
 
-        with bar:
-            outcome = run_study(
-                spec,
-                store,
-                progress=on_progress,
-                command=sys.argv,
-                workers=workers,
-                diagnostics=diagnostics,
-            )
+        try:
+            with bar:
+                outcome = run_study(
+                    spec,
+                    store,
+                    progress=on_progress,
+                    command=sys.argv,
+                    workers=workers,
+                    diagnostics=diagnostics,
+                )
+        except StoreWriteError as err:
+            typer.echo(f"Error: {_write_failure(err, store)}", err=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            typer.echo(f"Interrupted: {_stored_line(store, store_path)}", err=True)
+            raise typer.Exit(130) from None
         ids = set(outcome.trial_ids)
         results = [r for r in store.results() if r.config.trial_id in ids]
         if report:

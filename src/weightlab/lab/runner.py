@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import platform
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -24,13 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from weightlab.errors import WeightlabError
 from weightlab.lab.data import LabData, load_data
 from weightlab.lab.engine import VAL_METRICS, train_stack
 from weightlab.lab.executors import StackExecutor, TrainStack, check_workers, make_executor
 from weightlab.lab.metrics import compute_metrics
 from weightlab.lab.sources import GridSource, TrialSource
 from weightlab.lab.spec import StudySpec
-from weightlab.lab.store import ResultStore
+from weightlab.lab.store import Owner, ResultStore
 from weightlab.lab.trial import TrialConfig, TrialResult
 from weightlab.lab.weightings import resolve_weighting
 
@@ -162,6 +164,70 @@ class EngineTrainer:
         )
 
 
+#: Seconds a run's claim on a trial lasts without a heartbeat (renewed every quarter).
+LEASE_SECONDS = 60.0
+#: Seconds between looks at trials another run holds.
+POLL_SECONDS = 0.5
+
+
+class _Heartbeat:
+    """Renews a run's leases from a background thread; releases them when the run ends."""
+
+    def __init__(self, store: ResultStore, owner: Owner, ttl: float) -> None:
+        self.store, self.owner, self.ttl = store, owner, ttl
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="weightlab-lease", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.ttl / 4):
+            try:
+                self.store.renew(self.owner, self.ttl)
+            except WeightlabError:  # the main loop meets the same store error and reports it
+                return
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        try:
+            self.store.release(self.owner)
+        except WeightlabError:
+            if exc[0] is None:
+                raise
+
+
+def _take_over(
+    store: ResultStore,
+    owner: Owner,
+    elsewhere: dict[str, list[TrialConfig]],
+    found: Callable[[dict[str, str]], None],
+    ex: StackExecutor,
+    pending: dict[Future[list[Any]], list[TrialConfig]],
+) -> dict[str, list[TrialConfig]]:
+    """Wait for trials other runs hold: count those they finish, claim those whose lease lapsed.
+
+    Returns what is still held elsewhere; claimed ones are submitted to ``ex``.
+    """
+    left: dict[str, list[TrialConfig]] = {}
+    for key, configs in elsewhere.items():
+        known = store.statuses(c.trial_id for c in configs)
+        found(known)
+        open_ = [c for c in configs if c.trial_id not in known]
+        mine = store.claim(open_, owner, LEASE_SECONDS) if open_ else []
+        if mine:
+            pending[ex.submit(mine)] = mine
+        ids = {c.trial_id for c in mine}
+        rest = [c for c in open_ if c.trial_id not in ids]
+        if rest:
+            left[key] = rest
+    if left and not pending:
+        time.sleep(POLL_SECONDS)
+    return left
+
+
 def run_study(
     spec: StudySpec,
     store: ResultStore,
@@ -177,9 +243,14 @@ def run_study(
     """Run every trial the source hands out that the store does not hold yet, storing each.
 
     Trials already in the store (done or failed) are skipped; trials marked
-    running by a run that was stopped are run again. Each stack is marked
-    running, trained by the executor, and its results are put one by one (each
-    put is atomic), so stopping the process at any time loses no stored trial.
+    running by a run that was stopped are run again. Each stack's trials are
+    claimed (leased to this run in the store, kept by a heartbeat thread),
+    trained by the executor, and put one by one (each put is atomic), so
+    stopping the process at any time loses no stored trial. Two runs of one
+    study on one store share its trials: a trial another live run holds is not
+    trained here; this run waits for it at the end, and takes it over if that
+    run's lease lapses (its process died, or ``LEASE_SECONDS`` passed without a
+    heartbeat).
     At most ``executor.capacity`` stacks are in flight, so a source can choose
     the next ones from the results so far.
 
@@ -249,11 +320,26 @@ def run_study(
                 progress(Progress(done, max(total, done), skipped, failed, res, elapsed))
         source.tell(finished)
 
+    def found(known: dict[str, str]) -> None:
+        """Count trials found finished in the store (earlier runs, or a concurrent one)."""
+        nonlocal skipped, done, failed
+        known = {i: s for i, s in known.items() if i not in stored}
+        skipped += len(known)
+        done += len(known)
+        failed += sum(1 for s in known.values() if s == "failed")
+        stored.update(known)
+        if progress and known:
+            elapsed = time.perf_counter() - start
+            progress(Progress(done, max(total, done), skipped, failed, None, elapsed))
+
     ex = executor if executor is not None else make_executor(
         "serial" if workers == 1 else "process", workers
     )
+    owner = Owner.here()
     pending: dict[Future[list[Any]], list[TrialConfig]] = {}
-    with ex:
+    # trials another live run holds: trained by it, or taken over when its lease lapses
+    elsewhere: dict[str, list[TrialConfig]] = {}
+    with _Heartbeat(store, owner, LEASE_SECONDS), ex:
         ex.start(train, data)
         while True:
             while len(pending) < ex.capacity:
@@ -262,22 +348,27 @@ def run_study(
                     break
                 seen.update(dict.fromkeys(c.trial_id for c in stack))
                 if planned is None:  # a source that plans as it goes: look its stacks up now
-                    known = store.statuses(c.trial_id for c in stack)
-                    skipped += len(known)
-                    done += len(known)
-                    failed += sum(1 for s in known.values() if s == "failed")
-                    stored.update(known)
+                    found(store.statuses(c.trial_id for c in stack))
                 todo = [c for c in stack if c.trial_id not in stored]
-                if todo:
-                    store.mark_running(todo)
-                    pending[ex.submit(todo)] = todo
+                mine = store.claim(todo, owner, LEASE_SECONDS) if todo else []
+                if len(mine) < len(todo):
+                    ids = {c.trial_id for c in mine}
+                    elsewhere[todo[0].stack_key] = elsewhere.get(todo[0].stack_key, []) + [
+                        c for c in todo if c.trial_id not in ids
+                    ]
+                if mine:
+                    pending[ex.submit(mine)] = mine
+            if not pending and elsewhere:  # only trials other runs hold are left
+                elsewhere = _take_over(store, owner, elsewhere, found, ex, pending)
+                continue
             if not pending:  # nothing in flight and nothing handed out: finished
                 break
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in [f for f in pending if f in finished]:
                 todo = pending.pop(future)
-                # a stack that raised stops the study (its trials stay marked running,
-                # so a rerun trains them); the executor cancels what has not started
+                # a stack that raised stops the study (its trials stay unfinished and
+                # their leases are released, so a rerun trains them); the executor
+                # cancels what has not started
                 store_stack(todo, future.result())
     return StudyOutcome(
         total=max(total, done),

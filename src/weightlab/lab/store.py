@@ -17,7 +17,11 @@ from __future__ import annotations
 import abc
 import copy
 import json
+import os
+import socket
+import uuid
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from weightlab.errors import InvalidValueError, expected
@@ -26,6 +30,7 @@ from weightlab.lab.trial import TrialConfig, TrialResult
 __all__ = [
     "FINISHED_STATUSES",
     "MemoryStore",
+    "Owner",
     "ResultStore",
     "result_from_dict",
     "result_to_dict",
@@ -146,6 +151,38 @@ def check_ids(ids: Iterable[str] | None) -> list[str] | None:
     return list(dict.fromkeys(items))
 
 
+@dataclass(frozen=True)
+class Owner:
+    """A run that leases trials: an id of its own, and the host and process it runs in.
+
+    Example:
+        >>> me = Owner.here()
+        >>> me.pid == os.getpid(), me.is_gone(), Owner("x", me.host, 2**22 + 1).is_gone()
+        (True, False, True)
+    """
+
+    run_id: str
+    host: str
+    pid: int
+
+    @classmethod
+    def here(cls) -> Owner:
+        """A new owner for a run in this process."""
+        return cls(uuid.uuid4().hex[:16], socket.gethostname(), os.getpid())
+
+    def is_gone(self) -> bool:
+        """Whether its process is known to have ended (same host, no such process)."""
+        if self.host != socket.gethostname():
+            return False  # another machine's run: only its lease's expiry tells
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, owned by another user
+            return False
+        return False
+
+
 def check_meta_value(key: str, value: Any) -> str:
     """Return ``value`` as JSON, or raise if it cannot be stored as study metadata."""
     try:
@@ -187,7 +224,16 @@ class ResultStore(abc.ABC):
     * :meth:`put_meta` / :meth:`get_meta` keep JSON-serialisable study
       metadata (the command, library versions, the data summary) under
       string keys; putting a key again replaces its value.
-    * One process writes at a time; any number may read.
+    * **Leases**: :meth:`claim` hands a run the unfinished trials among the
+      ones it asks for that no live run holds, and marks them running; the run
+      keeps them with :meth:`renew` (a heartbeat) and gives them up with
+      :meth:`release` (or by putting them). A lease that is not renewed within
+      its ``ttl``, or whose owner's process is known dead, lapses, so the next
+      claim takes the trial over. Backends that several processes can open at
+      once (SQLite) make a claim atomic, so concurrent runs of one study share
+      its trials; this base implementation, for single-process backends, gives
+      every unfinished trial to whoever asks.
+    * One process writes a trial at a time (its lease); any number may read.
 
     Backends also work as context managers (``with SQLiteStore(p) as s:``);
     :meth:`close` releases the backend's resources.
@@ -238,6 +284,24 @@ class ResultStore(abc.ABC):
     @abc.abstractmethod
     def mark_running(self, configs: Iterable[TrialConfig]) -> None:
         """Record that these trials have started (finished ones keep their result)."""
+
+    def claim(self, configs: Iterable[TrialConfig], owner: Owner, ttl: float) -> list[TrialConfig]:
+        """Lease the unfinished trials of ``configs`` that no live run holds; return those.
+
+        The returned trials are marked running and leased to ``owner`` for ``ttl``
+        seconds. The base implementation leases every unfinished one.
+        """
+        todo = list(configs)
+        finished = self.statuses([c.trial_id for c in todo])
+        mine = [c for c in todo if c.trial_id not in finished]
+        self.mark_running(mine)
+        return mine
+
+    def renew(self, owner: Owner, ttl: float) -> None:  # noqa: B027 - no leases to renew here
+        """Extend every lease ``owner`` holds to ``ttl`` seconds from now (its heartbeat)."""
+
+    def release(self, owner: Owner) -> None:  # noqa: B027 - no leases to release here
+        """Drop every lease ``owner`` still holds (its trials stay unfinished)."""
 
     @abc.abstractmethod
     def running_ids(self) -> set[str]:

@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from weightlab.errors import InvalidValueError
-from weightlab.lab.store import ResultStore
+from weightlab.lab.store import Owner, ResultStore
 from weightlab.lab.trial import TrialConfig, TrialResult
 
 __all__ = ["StoreContract", "assert_same_result", "make_config", "make_result"]
@@ -282,6 +282,23 @@ class StoreContract(abc.ABC):
             "Store what the engine returns (weightlab.lab.trial.TrialResult)."
         ), str(info.value)
         assert store.statuses() == {}
+
+    def test_claim_leases_the_unfinished_trials(self, tmp_path: Path) -> None:
+        """``claim`` returns (and marks running) the unfinished trials; renew/release are safe."""
+        store = self.open_store(tmp_path)
+        me = Owner.here()
+        a, b, c = (make_config(seed=s) for s in range(3))
+        store.put(make_result(a))
+        got = store.claim([a, b, c], me, 60.0)
+        assert [x.trial_id for x in got] == [b.trial_id, c.trial_id]
+        assert store.running_ids() == {b.trial_id, c.trial_id}
+        assert store.claim([], me, 60.0) == []
+        assert [x.trial_id for x in store.claim([b], me, 60.0)] == [b.trial_id]  # mine again
+        store.renew(me, 60.0)
+        store.put(make_result(b))
+        store.release(me)
+        assert store.running_ids() == {c.trial_id}  # released trials stay unfinished
+        assert store.statuses() == {a.trial_id: "done", b.trial_id: "done"}
 
     def test_statuses(self, tmp_path: Path) -> None:
         """``statuses`` maps finished ids to done/failed; running and unknown ids are absent."""

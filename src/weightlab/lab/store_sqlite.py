@@ -17,6 +17,21 @@ Schema (``PRAGMA user_version = 1``)::
         finished_order INTEGER          -- 1, 2, ... in the order trials first finished
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);  -- JSON values
+    CREATE TABLE leases (               -- which run holds a running trial, until when
+        trial_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, host TEXT NOT NULL,
+        pid INTEGER NOT NULL, expires REAL NOT NULL
+    );
+
+**Leases.** :meth:`SQLiteStore.claim` runs in one ``BEGIN IMMEDIATE``
+transaction, so of two runs claiming the same trial exactly one gets it; the
+other skips it while the lease is live (renewed by its owner's heartbeat,
+whose process is alive), and takes it over once the lease has expired or its
+owner's process is gone. Stores written before leases existed get the
+``leases`` table when they are next opened for writing.
+
+**Write errors** (a full disk, a read-only file, a store file deleted while a
+study runs) raise :class:`~weightlab.errors.StoreWriteError` naming the file;
+the transaction that failed is rolled back, so every earlier trial stays whole.
 
 The database runs in WAL mode: :meth:`SQLiteStore.put` is one transaction, so
 a process killed at any instant leaves every committed trial intact and no
@@ -35,8 +50,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from weightlab.errors import InvalidValueError, expected
+from weightlab.errors import InvalidValueError, StoreWriteError, expected
 from weightlab.lab.store import (
+    Owner,
     ResultStore,
     check_ids,
     check_meta_value,
@@ -75,6 +91,15 @@ CREATE TABLE IF NOT EXISTS trials (
 );
 CREATE INDEX IF NOT EXISTS trials_status ON trials (status);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+_LEASES = """
+CREATE TABLE IF NOT EXISTS leases (
+    trial_id TEXT PRIMARY KEY,
+    run_id   TEXT NOT NULL,
+    host     TEXT NOT NULL,
+    pid      INTEGER NOT NULL,
+    expires  REAL NOT NULL
+);
 """
 
 
@@ -145,7 +170,8 @@ class SQLiteStore(ResultStore):
         conn = self._conn
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if version not in (0, SCHEMA_VERSION) or (version == 0 and tables - {"trials", "meta"}):
+        known = {"trials", "meta", "leases"}
+        if version not in (0, SCHEMA_VERSION) or (version == 0 and tables - known):
             raise sqlite3.DatabaseError(
                 f"schema version {version}, tables {sorted(tables)}; expected version "
                 f"{SCHEMA_VERSION}"
@@ -155,12 +181,17 @@ class SQLiteStore(ResultStore):
         if version == 0:
             with self._transaction():
                 conn.executescript(
-                    "BEGIN IMMEDIATE;" + _SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};"
-                    "COMMIT;"
+                    "BEGIN IMMEDIATE;" + _SCHEMA + _LEASES
+                    + f"PRAGMA user_version = {SCHEMA_VERSION};COMMIT;"
                 )
+        elif "leases" not in tables:
+            try:  # a store from before leases; a read-only one stays readable without them
+                conn.execute(_LEASES)
+            except sqlite3.OperationalError:
+                pass
 
     def _transaction(self) -> _Tx:
-        return _Tx(self._conn, self._lock)
+        return _Tx(self._conn, self._lock, self.path)
 
     # -- trials -----------------------------------------------------------------
 
@@ -200,6 +231,7 @@ class SQLiteStore(ResultStore):
                     now,
                 ),
             )
+            conn.execute("DELETE FROM leases WHERE trial_id = ?", (cfg.trial_id,))
 
     def get(self, trial_id: str) -> TrialResult | None:  # noqa: D102
         with self._lock:
@@ -246,7 +278,13 @@ class SQLiteStore(ResultStore):
         return out
 
     def mark_running(self, configs: Iterable[TrialConfig]) -> None:  # noqa: D102
-        now = time.time()
+        with self._transaction() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            self._mark_running(conn, list(configs), time.time())
+
+    @staticmethod
+    def _mark_running(conn: sqlite3.Connection, configs: list[TrialConfig], now: float) -> None:
+        """Insert ``configs`` as running (inside the caller's transaction); finished stay."""
         rows = [
             (
                 c.trial_id,
@@ -262,18 +300,60 @@ class SQLiteStore(ResultStore):
             )
             for c in configs
         ]
+        conn.executemany(
+            """
+            INSERT INTO trials (trial_id, status, data, arch, optimizer, weighting, alpha,
+                seed, stack_key, config, started_at)
+            VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (trial_id) DO UPDATE SET started_at = excluded.started_at
+                WHERE trials.status = 'running'
+            """,
+            rows,
+        )
+
+    def claim(  # noqa: D102
+        self, configs: Iterable[TrialConfig], owner: Owner, ttl: float
+    ) -> list[TrialConfig]:
+        todo = list(configs)
+        now = time.time()
+        mine: list[TrialConfig] = []
         with self._transaction() as conn:
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(
-                """
-                INSERT INTO trials (trial_id, status, data, arch, optimizer, weighting, alpha,
-                    seed, stack_key, config, started_at)
-                VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (trial_id) DO UPDATE SET started_at = excluded.started_at
-                    WHERE trials.status = 'running'
-                """,
-                rows,
+            for c in todo:
+                row = conn.execute(
+                    "SELECT status FROM trials WHERE trial_id = ?", (c.trial_id,)
+                ).fetchone()
+                if row is not None and row[0] != "running":
+                    continue  # finished
+                lease = conn.execute(
+                    "SELECT run_id, host, pid, expires FROM leases WHERE trial_id = ?",
+                    (c.trial_id,),
+                ).fetchone()
+                if lease is not None and lease[0] != owner.run_id and lease[3] > now:
+                    if not Owner(lease[0], lease[1], int(lease[2])).is_gone():
+                        continue  # a live run holds it
+                conn.execute(
+                    "INSERT INTO leases (trial_id, run_id, host, pid, expires) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (trial_id) DO UPDATE SET "
+                    "run_id = excluded.run_id, host = excluded.host, pid = excluded.pid, "
+                    "expires = excluded.expires",
+                    (c.trial_id, owner.run_id, owner.host, owner.pid, now + ttl),
+                )
+                mine.append(c)
+            self._mark_running(conn, mine, now)
+        return mine
+
+    def renew(self, owner: Owner, ttl: float) -> None:  # noqa: D102
+        with self._transaction() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "UPDATE leases SET expires = ? WHERE run_id = ?", (time.time() + ttl, owner.run_id)
             )
+
+    def release(self, owner: Owner) -> None:  # noqa: D102
+        with self._transaction() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM leases WHERE run_id = ?", (owner.run_id,))
 
     def running_ids(self) -> set[str]:  # noqa: D102
         with self._lock:
@@ -321,19 +401,44 @@ class SQLiteStore(ResultStore):
 
 
 class _Tx:
-    """Hold the lock; COMMIT on success, ROLLBACK on any exception (connection in autocommit)."""
+    """Hold the lock; COMMIT on success, ROLLBACK on any exception (connection in autocommit).
 
-    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock) -> None:
+    A write that the storage engine refuses (disk full, read-only, I/O error)
+    and a store file that is gone raise :class:`~weightlab.errors.StoreWriteError`.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock, path: Path) -> None:
         self.conn = conn
         self.lock = lock
+        self.path = path
 
     def __enter__(self) -> sqlite3.Connection:
         self.lock.acquire()
+        if str(self.path) != ":memory:" and not self.path.exists():
+            self.lock.release()
+            raise StoreWriteError(self.path, "the file is gone (deleted, or its folder removed)")
         return self.conn
 
-    def __exit__(self, exc_type: object, *rest: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         try:
             if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+                if exc_type is not None:
+                    self._rollback()
+                else:
+                    try:
+                        self.conn.execute("COMMIT")
+                    except sqlite3.OperationalError as err:
+                        self._rollback()
+                        raise StoreWriteError(self.path, str(err)) from err
         finally:
             self.lock.release()
+        if isinstance(exc, sqlite3.OperationalError):
+            raise StoreWriteError(self.path, str(exc)) from exc
+
+    def _rollback(self) -> None:
+        """Roll back if a transaction is still open (SQLite ends some failed ones itself)."""
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.OperationalError:  # already rolled back by the engine
+                pass
