@@ -173,9 +173,11 @@ CASES = [
         "pos_weight not matching the label axis",
         lambda: binary_cross_entropy(XB, TB, pos_weight=torch.ones(4)),
         InvalidWeightError,
-        "Expected `pos_weight` to have shape () or (1,) or one entry per label (3,) for input of "
-        "shape (4, 3), but got shape (4,). Pass one positive-class weight per label (dim 1 of the "
-        "input); `weightlab.weights.pos_weight(counts)` computes negatives/positives.",
+        "Expected `pos_weight` to have shape (), (1,), (3,) (one entry per label) or PyTorch's "
+        "per-label layout (1, 3) for input of shape (4, 3), but got shape (4,). Pass one "
+        "positive-class weight per label (dim 1 of the input); PyTorch aligns other shapes with "
+        "the input's last axes, which weightlab does not support. "
+        "`weightlab.weights.pos_weight(counts)` computes negatives/positives.",
     ),
     (
         "BCE class weight of the wrong shape",

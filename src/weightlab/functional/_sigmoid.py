@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from weightlab.functional._validation import needs_composite
+
 __all__ = [
     "asymmetric_terms",
     "binary_denominator",
@@ -39,13 +41,6 @@ __all__ = [
 ]
 
 Scale = Tensor | float | None
-
-
-def needs_composite(*tensors: object) -> bool:
-    """Whether a target or weight requires grad (then the fused stages do not apply)."""
-    return torch.is_grad_enabled() and any(
-        isinstance(t, Tensor) and t.requires_grad for t in tensors
-    )
 
 
 def _compact(samples: Tensor) -> Tensor:
@@ -77,6 +72,10 @@ def binary_scales(
     compact = None if samples is None else _compact(samples)
     pos_scale = _times(_times(pos, None if classes is None else classes[1]), compact)
     neg_scale = _times(_times(neg, None if classes is None else classes[0]), compact)
+    if isinstance(neg_scale, Tensor) and neg_scale is pos_scale and torch.compiler.is_compiling():
+        # Sample weights alone scale both terms: the same tensor twice, which dynamo
+        # cannot pass to an autograd Function (fullgraph=True would fail).
+        neg_scale = neg_scale.clone()
     return pos_scale, neg_scale
 
 

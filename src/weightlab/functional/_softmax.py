@@ -21,7 +21,9 @@ the gradient comes back without a ``grad_fn``, so differentiating it again
 fails with PyTorch's "does not require grad" error (as before). Plain (class-balanced) softmax
 cross-entropy skips the Function and uses the :func:`cross_entropy` stage
 (twice differentiable). :func:`softmax_loss` adds the class/sample weights,
-``ignore_index`` and the shared reduction.
+``ignore_index`` and the shared reduction. A class weight, offset or margin
+that requires grad (learned weights, a learned prior) takes the same formula
+in plain autograd ops instead (the Function differentiates the logits only).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from weightlab.functional._validation import (
     check_normalize,
     check_reduction,
     check_target,
+    needs_composite,
     shape_str,
 )
 from weightlab.functional.cross_entropy import (
@@ -54,7 +57,7 @@ from weightlab.functional.cross_entropy import (
     prepare_sample_weight,
 )
 
-__all__ = ["check_class_index_input", "class_view", "softmax_loss", "target_nll"]
+__all__ = ["check_class_index_input", "class_view", "focal_term", "softmax_loss", "target_nll"]
 
 
 def class_view(vector: Tensor, ndim: int) -> Tensor:
@@ -257,6 +260,49 @@ def target_nll(
     return values, weight_sum
 
 
+class _FocalTerm(torch.autograd.Function):
+    r"""``-(1 - e^l)^gamma * l`` of a log-probability ``l``, with a stable backward.
+
+    .. math::
+        \frac{d}{dl} = -(1 - p)^\gamma \Big(1 - \gamma\, p\, \frac{l}{1 - p}\Big)
+
+    where ``1 - p = -expm1(l)``; the ratio ``l / (1 - p)`` tends to -1 as
+    ``p -> 1``, so the derivative is finite for every ``gamma >= 0``.
+    """
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, log_p: Tensor, gamma: float) -> Tensor:
+        one_minus = -torch.expm1(log_p)
+        factor = one_minus.pow(gamma)
+        ctx.save_for_backward(log_p, one_minus, factor)
+        ctx.gamma = gamma  # type: ignore[attr-defined]
+        return -factor * log_p
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        log_p, one_minus, factor = ctx.saved_tensors
+        gamma: float = ctx.gamma
+        if gamma == 0.0:
+            return -grad, None
+        positive = one_minus > 0
+        ratio = torch.where(
+            positive, log_p / torch.where(positive, one_minus, 1.0), -torch.ones_like(log_p)
+        )
+        slope = -factor * (1.0 - gamma * torch.exp(log_p) * ratio)
+        return grad * slope, None
+
+
+def focal_term(log_p: Tensor, gamma: float) -> Tensor:
+    r"""Return :math:`-(1 - p)^\gamma \log p` from :math:`\log p`, with a finite gradient.
+
+    Example:
+        >>> focal_term(torch.log(torch.tensor([0.5, 1.0])), 2.0)
+        tensor([0.1733, 0.0000])
+    """
+    result: Tensor = _FocalTerm.apply(log_p, float(gamma))  # type: ignore[no-untyped-call]
+    return result
+
+
 def check_class_index_input(input: Tensor, target: Tensor) -> None:
     """Refuse inputs that are not ``(N, C, d...)`` logits with class-index targets."""
     check_logits(input)
@@ -315,7 +361,13 @@ def softmax_loss(
     )
     norm: Normalize = normalize or "weight"
     logits = input.to(dtype)
-    if gamma == 0.0 and scale == 1.0 and offset is None and margin is None:
+    plain = gamma == 0.0 and scale == 1.0 and offset is None and margin is None
+    if not plain and needs_composite(weight, offset, margin):
+        return _softmax_composite(
+            logits, index_target, all_kept, ignore_index, weight, samples, reduction, norm,
+            input.dtype, scale=scale, offset=offset, margin=margin, gamma=gamma,
+        )  # fmt: skip
+    if plain:
         log_p = torch.log_softmax(logits, dim=1)
         return class_index_nll(
             log_p, index_target, all_kept, weight, samples, ignore_index, reduction, norm,
@@ -350,3 +402,43 @@ def softmax_loss(
         values = values * samples
         applied = applied * samples
     return reduce_loss(values, applied, counted, reduction, norm, input.dtype)
+
+
+def _softmax_composite(
+    logits: Tensor,
+    target: Tensor,
+    all_kept: bool,
+    ignore_index: int,
+    weight: Tensor | None,
+    samples: Tensor | None,
+    reduction: Reduction,
+    normalize: Normalize,
+    out_dtype: torch.dtype,
+    *,
+    scale: float,
+    offset: Tensor | None,
+    margin: Tensor | None,
+    gamma: float,
+) -> Tensor | LossParts:
+    """:func:`target_nll` and the reduction with plain autograd ops.
+
+    Used when a class weight, offset (from ``counts``/``prior``) or margin requires
+    grad: :class:`_TargetNLL` differentiates the logits only. Same numbers.
+    """
+    safe = target if all_kept else torch.where(target != ignore_index, target, 0)
+    index = safe.unsqueeze(1)
+    z = logits
+    if offset is not None:
+        z = z + class_view(offset, logits.dim())
+    if scale != 1.0:
+        z = z * scale
+    if margin is not None:
+        z = z.scatter_add(1, index, (margin * -scale)[safe].unsqueeze(1))
+    log_pt = torch.log_softmax(z, dim=1).gather(1, index).squeeze(1)
+    counted = kept_count(target, all_kept, ignore_index, logits.dtype, per_element=True)
+    applied = counted if weight is None else weight[safe] * counted
+    loss = (focal_term(log_pt, gamma) if gamma != 0.0 else -log_pt) * applied
+    if samples is not None:
+        loss = loss * samples
+        applied = applied * samples
+    return reduce_loss(loss, applied, counted, reduction, normalize, out_dtype)

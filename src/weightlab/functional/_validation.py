@@ -1,13 +1,15 @@
 """Argument and tensor checks shared by every loss (the ``_check_*`` stages).
 
 Checks that need no device sync (dtypes, shapes, devices, names) always run.
-Checks that read tensor values (negative weights, targets out of range) force
+Checks that read tensor values (negative weights, class indices out of range,
+probability rows that do not sum to 1, sigmoid targets outside [0, 1]) force
 a sync, so they run only with ``validate_args=True`` and never while
 ``torch.compile`` traces (they would break the graph).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -44,6 +46,18 @@ def shape_str(shape: Sequence[int]) -> str:
 def values_checked(validate_args: bool) -> bool:
     """Whether value checks (which sync the device) run for this call."""
     return validate_args and not torch.compiler.is_compiling()
+
+
+def needs_composite(*tensors: object) -> bool:
+    """Whether a target or weight requires grad (then the fused stages do not apply).
+
+    The fused paths (PyTorch's ``nll_loss`` and ``binary_cross_entropy_with_logits``
+    kernels, weightlab's own autograd Functions) differentiate the logits only;
+    with a learnable weight the losses switch to plain autograd ops instead.
+    """
+    return torch.is_grad_enabled() and any(
+        isinstance(t, Tensor) and t.requires_grad for t in tensors
+    )
 
 
 def check_reduction(reduction: str) -> None:
@@ -254,6 +268,85 @@ def check_class_targets(target: Tensor, num_classes: int, ignore_index: int) -> 
                 "or pass the value you use for padding as `ignore_index`.",
             )
         )
+
+
+def check_binary_target_values(target: Tensor) -> None:
+    """Refuse sigmoid-loss targets outside [0, 1] or NaN (value check: syncs).
+
+    One :func:`torch.aminmax` pass; the offending values are looked up only
+    when it finds one.
+    """
+    if target.numel() == 0:
+        return
+    low, high = torch.stack(torch.aminmax(target.detach())).tolist()
+    if 0.0 <= low and high <= 1.0:  # False for NaN
+        return
+    bad = ~((target >= 0) & (target <= 1))
+    values = torch.unique(target.detach()[bad])[:5].tolist()
+    raise TargetOutOfRangeError(
+        expected(
+            "target",
+            "to hold 0/1 labels or probabilities in [0, 1]",
+            f"{values} (first at position {_first_index(bad)})",
+            "Map labels to 0/1 (for -1/1 labels: `(target + 1) / 2`); soft targets in "
+            "[0, 1] are fine.",
+        )
+    )
+
+
+def probability_sum_tolerance(target: Tensor, num_classes: int) -> float:
+    """How far from 1 a row of class probabilities may sum: rounding, not a wrong target.
+
+    ``max(1e-3, 2 eps, C eps_32)``: ``eps`` of the target's dtype covers rows
+    rounded to float16/bfloat16, ``C eps_32`` rows normalised in float32 over
+    many classes.
+    """
+    eps = float(torch.finfo(target.dtype).eps)
+    return max(1e-3, 2.0 * eps, num_classes * float(torch.finfo(torch.float32).eps))
+
+
+def check_probability_targets(target: Tensor) -> None:
+    """Refuse class-probability targets (classes on dim 1) that are not distributions.
+
+    Every entry must be finite and >= 0, and every row (sample, position) must
+    sum to 1 within :func:`probability_sum_tolerance`. One reduction to two
+    numbers and one sync; the offending entry is looked up only when needed.
+    """
+    if target.numel() == 0:
+        return
+    detached = target.detach()
+    sum_dtype = torch.float64 if target.dtype == torch.float64 else torch.float32
+    sums = detached.sum(1, dtype=sum_dtype)
+    low, off = torch.stack([detached.amin().to(sum_dtype), (sums - 1.0).abs().amax()]).tolist()
+    if not (low >= 0.0 and math.isfinite(off)):  # a negative, NaN or infinite entry
+        nonfinite = ~torch.isfinite(detached)
+        bad = nonfinite if bool(nonfinite.any()) else detached < 0
+        at = _first_index(bad)
+        raise TargetOutOfRangeError(
+            expected(
+                "target",
+                "(class probabilities over dim 1) to hold finite values >= 0",
+                f"{_item(detached[at])} at index {at}",
+                "Pass a distribution over the classes for every sample (e.g. "
+                "`torch.softmax(scores, 1)` or one-hot rows), or class indices as an "
+                "integer tensor.",
+            )
+        )
+    tolerance = probability_sum_tolerance(target, target.shape[1])
+    if off <= tolerance:
+        return
+    bad_rows = (sums - 1.0).abs() > tolerance
+    at = _first_index(bad_rows)
+    raise TargetOutOfRangeError(
+        expected(
+            "target",
+            f"(class probabilities over dim 1) to sum to 1 (within {tolerance:g}) for every "
+            "sample",
+            f"a sum of {_item(sums[at]):g} at position {at}",
+            "Normalise it with `target / target.sum(1, keepdim=True)`; to weigh a sample, "
+            "pass `sample_weight` instead of scaling its target (0 drops it).",
+        )
+    )
 
 
 def check_probability_range(name: str, value: float, *, upper_inclusive: bool = True) -> None:

@@ -22,9 +22,11 @@ from weightlab.functional._validation import (
     Normalize,
     Reduction,
     WeightLike,
+    check_binary_target_values,
     check_normalize,
     check_probability_range,
     check_reduction,
+    values_checked,
 )
 from weightlab.functional.binary import _prepare_binary_class_weight, check_binary_target
 from weightlab.functional.cross_entropy import compute_dtype, prepare_sample_weight
@@ -107,6 +109,7 @@ def asymmetric_loss(
         InvalidDtypeError: integer logits or targets.
         ShapeMismatchError: target or sample weights not matching the input.
         InvalidWeightError: bad class or sample weights.
+        TargetOutOfRangeError: a target outside [0, 1] (or NaN).
 
     Example:
         >>> x = torch.tensor([[2.0, -1.0, 0.5]])
@@ -118,6 +121,8 @@ def asymmetric_loss(
     check_normalize(normalize)
     check_asymmetric_args(gamma_neg, gamma_pos, clip)
     check_binary_target(input, target)
+    if values_checked(validate_args):
+        check_binary_target_values(target)
     dtype = compute_dtype(input)
     logits, labels = input.to(dtype), target.to(dtype)
     classes = _prepare_binary_class_weight(class_weight, input, dtype, validate_args)

@@ -14,11 +14,13 @@ from weightlab.functional._validation import (
     Reduction,
     WeightLike,
     as_weight,
+    check_binary_target_values,
     check_logits,
     check_normalize,
     check_reduction,
     check_target,
     check_weight_values,
+    needs_composite,
     shape_str,
     values_checked,
 )
@@ -69,6 +71,21 @@ def _label_view(weight: Tensor, ndim: int) -> Tensor:
     return weight.view((1, -1) + (1,) * (ndim - 2))
 
 
+def _pos_weight_layouts(labels: int, ndim: int) -> list[tuple[int, ...]]:
+    """PyTorch's class-dimension layouts of ``pos_weight`` for an input of ``ndim`` dims.
+
+    PyTorch broadcasts ``pos_weight`` against the target from the right, so a
+    weight that varies along dim 1 only is ``(L, 1, ..., 1)`` (``ndim - 1``
+    dims, the layout its docs give for ``(N, C, H, W)``: ``(C, 1, 1)``) or
+    ``(1, L, 1, ..., 1)`` (``ndim`` dims; ``(1, L)`` for a 2-D input).
+    """
+    if ndim < 2:
+        return []
+    ones = (1,) * (ndim - 2)
+    layouts = [(labels, *ones), (1, labels, *ones)]
+    return [s for s in layouts if len(s) >= 2]
+
+
 def _prepare_pos_weight(
     pos_weight: WeightLike | None, input: Tensor, dtype: torch.dtype, validate_args: bool
 ) -> Tensor | None:
@@ -76,15 +93,27 @@ def _prepare_pos_weight(
         return None
     weight = as_weight("pos_weight", pos_weight, input, dtype)
     labels = 1 if input.dim() == 1 else input.shape[1]
-    if weight.dim() > 1 or weight.numel() not in (1, labels):
+    shape = tuple(weight.shape)
+    layouts = _pos_weight_layouts(labels, input.dim())
+    if weight.dim() <= 1 and weight.numel() in (1, labels):
+        pass  # (), (1,) or weightlab's (L,) along dim 1
+    elif shape in layouts or (weight.dim() <= input.dim() and weight.numel() == 1):
+        weight = weight.reshape(-1)  # PyTorch's layouts: the same numbers along dim 1
+    else:
+        shapes = (
+            f"(), (1,), ({labels},) (one entry per label) or PyTorch's per-label layout "
+            + " or ".join(shape_str(s) for s in layouts)
+            if layouts
+            else "() or (1,) (one weight: the input has one label per sample)"
+        )
         raise InvalidWeightError(
             expected(
                 "pos_weight",
-                f"to have shape () or (1,) or one entry per label ({labels},) "
-                f"for input of shape {shape_str(input.shape)}",
+                f"to have shape {shapes} for input of shape {shape_str(input.shape)}",
                 f"shape {shape_str(weight.shape)}",
-                "Pass one positive-class weight per label (dim 1 of the input); "
-                "`weightlab.weights.pos_weight(counts)` computes negatives/positives.",
+                "Pass one positive-class weight per label (dim 1 of the input); PyTorch "
+                "aligns other shapes with the input's last axes, which weightlab does not "
+                "support. `weightlab.weights.pos_weight(counts)` computes negatives/positives.",
             )
         )
     if values_checked(validate_args):
@@ -180,8 +209,11 @@ def binary_cross_entropy(
     argument; its ``weight=`` is our per-element ``sample_weight``).
     ``pos_weight`` is PyTorch's: it scales only the positive term, and by
     default (``normalize="count"``, PyTorch's convention) ``"mean"`` divides by
-    the number of elements, not by any weight. Per-label vectors apply along
-    dim 1 (PyTorch broadcasts ``pos_weight`` over the *last* axis instead).
+    the number of elements, not by any weight. A per-label ``(L,)`` vector
+    applies along dim 1 (PyTorch broadcasts it over the *last* axis instead);
+    PyTorch's own per-label layouts, ``(L, 1, ..., 1)`` (its ``(C, 1, 1)`` for
+    ``(N, C, H, W)``) and ``(1, L, 1, ..., 1)``, give PyTorch's numbers. Shapes
+    that PyTorch would apply along other axes are refused.
 
     An empty batch gives a loss of 0 with a zero gradient (PyTorch gives NaN).
 
@@ -191,7 +223,9 @@ def binary_cross_entropy(
         target: floating 0/1 labels or probabilities of the input's shape.
         class_weight: ``[w_negative, w_positive]`` of shape ``(2,)``, or one row
             per label ``(L, 2)``.
-        pos_weight: weight of the positive term, ``()``, ``(1,)`` or ``(L,)``.
+        pos_weight: weight of the positive term, ``()``, ``(1,)``, ``(L,)``, or
+            PyTorch's ``(L, 1, ..., 1)`` / ``(1, L, 1, ..., 1)`` (one dim fewer / as
+            many dims as the input).
         sample_weight: weight per sample ``(N,)`` or per element (the input's shape).
         reduction: ``"mean"``, ``"sum"``, ``"none"`` or ``"parts"``.
         normalize: ``"count"`` (default, number of elements) or ``"weight"``
@@ -205,6 +239,7 @@ def binary_cross_entropy(
         InvalidDtypeError: integer/boolean logits or targets.
         ShapeMismatchError: target or sample weights not matching the input.
         InvalidWeightError: weights of a wrong shape, negative, NaN, inf or all zero.
+        TargetOutOfRangeError: a target outside [0, 1] (or NaN).
         DeviceMismatchError: a weight or target on another device than ``input``.
         UnknownNameError: an unknown ``reduction`` or ``normalize``.
 
@@ -221,17 +256,22 @@ def binary_cross_entropy(
     check_reduction(reduction)
     check_normalize(normalize)
     check_binary_target(input, target)
+    if values_checked(validate_args):
+        check_binary_target_values(target)
     dtype = compute_dtype(input)
     logits, labels = input.to(dtype), target.to(dtype)
     pos_scale = _prepare_pos_weight(pos_weight, input, dtype, validate_args)
     classes = _prepare_binary_class_weight(class_weight, input, dtype, validate_args)
-    if classes is None and (reduction == "none" or normalize != "weight") and input.numel() > 0:
+    samples = prepare_sample_weight(sample_weight, input, tuple(input.shape), dtype, validate_args)
+    if (
+        classes is None
+        and (reduction == "none" or normalize != "weight")
+        and input.numel() > 0
+        and not needs_composite(pos_scale, samples)  # the kernel has no weight gradients
+    ):
         # PyTorch's fused kernel computes exactly our per-element term here:
         # s * [p t (-log sigma(x)) + (1 - t)(-log(1 - sigma(x)))], and its "mean"
         # divides by the number of elements, our normalize="count".
-        samples = prepare_sample_weight(
-            sample_weight, input, tuple(input.shape), dtype, validate_args
-        )
         fused = "sum" if reduction == "parts" else reduction
         out = torch.nn.functional.binary_cross_entropy_with_logits(
             logits, labels, weight=samples, pos_weight=pos_scale, reduction=fused
@@ -254,7 +294,6 @@ def binary_cross_entropy(
     applied = (labels if w_pos is None else labels * w_pos) + (
         (1.0 - labels) if w_neg is None else (1.0 - labels) * w_neg
     )
-    samples = prepare_sample_weight(sample_weight, input, tuple(input.shape), dtype, validate_args)
     if samples is not None:
         loss = loss * samples
         applied = applied * samples

@@ -18,11 +18,13 @@ from weightlab.functional._validation import (
     check_logits,
     check_normalize,
     check_probability_range,
+    check_probability_targets,
     check_reduction,
     check_sample_weight,
     check_target,
     check_weight_shape,
     check_weight_values,
+    needs_composite,
     shape_str,
     values_checked,
 )
@@ -151,15 +153,23 @@ def class_index_nll(
     from :func:`prepare_sample_weight`. The per-element value is
     ``w[y] * -log_p[y]`` (0 where ignored), exactly ``nll_loss(weight=w)``; for
     ``"sum"``/``"mean"``/``"parts"`` without sample weights the sum and the sum of
-    applied weights come from one fused ``nll_loss`` call.
+    applied weights come from one fused ``nll_loss`` call. A class weight that
+    requires grad (PyTorch's ``nll_loss`` has no gradient for it) is gathered
+    with plain autograd ops instead, so it gets its gradient.
     """
-    if log_p.dim() == 2 and samples is None and reduction != "none":
+    learnable = needs_composite(weight)
+    if log_p.dim() == 2 and samples is None and reduction != "none" and not learnable:
         total, weight_sum = torch.ops.aten.nll_loss_forward(log_p, target, weight, 2, ignore_index)
         if normalize == "weight" or weight is None:
             denominator = weight_sum
         else:
             denominator = kept_count(target, all_kept, ignore_index, log_p.dtype)
         return reduce_total(total, denominator, reduction, out_dtype)
+    if learnable:
+        return _class_index_nll_composite(
+            log_p, target, all_kept, weight, samples, ignore_index, reduction, normalize,
+            out_dtype,
+        )
     loss = torch.nn.functional.nll_loss(
         log_p, target, weight, ignore_index=ignore_index, reduction="none"
     )
@@ -168,6 +178,28 @@ def class_index_nll(
     counted = kept_count(target, all_kept, ignore_index, log_p.dtype, per_element=True)
     safe = target if all_kept else torch.where(target != ignore_index, target, 0)
     applied = counted if weight is None else weight[safe] * counted
+    if samples is not None:
+        loss = loss * samples
+        applied = applied * samples
+    return reduce_loss(loss, applied, counted, reduction, normalize, out_dtype)
+
+
+def _class_index_nll_composite(
+    log_p: Tensor,
+    target: Tensor,
+    all_kept: bool,
+    weight: Tensor | None,
+    samples: Tensor | None,
+    ignore_index: int,
+    reduction: Reduction,
+    normalize: Normalize,
+    out_dtype: torch.dtype,
+) -> Tensor | LossParts:
+    """:func:`class_index_nll` with plain autograd ops (gradients for the class weights too)."""
+    counted = kept_count(target, all_kept, ignore_index, log_p.dtype, per_element=True)
+    safe = target if all_kept else torch.where(target != ignore_index, target, 0)
+    applied = counted if weight is None else weight[safe] * counted
+    loss = -log_p.gather(1, safe.unsqueeze(1)).squeeze(1) * applied
     if samples is not None:
         loss = loss * samples
         applied = applied * samples
@@ -269,8 +301,10 @@ def cross_entropy(
         input: logits of shape ``(N, C)``, ``(N, C, d1, ..., dk)`` or ``(C,)``.
             float16/bfloat16 are computed in float32 and returned in their dtype.
         target: class indices (integer dtype) of shape ``(N,)``/``(N, d1, ..., dk)``,
-            or class probabilities (floating) of the input's shape.
+            or class probabilities (floating) of the input's shape: non-negative,
+            each row summing to 1 over dim 1 (checked with ``validate_args``).
         class_weight: weight of each class, shape ``(C,)``; indexed by the target class.
+            May require grad (learned weights get their gradient).
         sample_weight: weight of each sample ``(N,)`` or of each element
             ``(N, d1, ..., dk)``; never broadcast from other shapes.
         ignore_index: class-index target value that contributes nothing (not
@@ -293,7 +327,8 @@ def cross_entropy(
             targets of the input's shape.
         ShapeMismatchError: target or sample weights that do not match the input.
         InvalidWeightError: weights of the wrong length, negative, NaN, inf or all zero.
-        TargetOutOfRangeError: a class index outside ``[0, C)`` that is not ``ignore_index``.
+        TargetOutOfRangeError: a class index outside ``[0, C)`` that is not ``ignore_index``;
+            probabilities that are negative or do not sum to 1.
         DeviceMismatchError: a weight or target on another device than ``input``.
         UnknownNameError: an unknown ``reduction`` or ``normalize``.
 
@@ -386,6 +421,8 @@ def _cross_entropy(
             input.dtype,
         )
     if probabilities:
+        if values_checked(validate_args):
+            check_probability_targets(target)
         element_shape = (input.shape[0], *input.shape[2:])
         probs = target.to(dtype)
         if eps > 0:

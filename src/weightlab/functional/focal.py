@@ -7,11 +7,8 @@ ICCV 2017. The cross-entropy of the target is scaled by
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
-from torch.autograd.function import FunctionCtx
 
 from weightlab.functional._imbalance import check_nonnegative
 from weightlab.functional._reduction import LossParts, reduce_loss, reduce_total
@@ -21,14 +18,16 @@ from weightlab.functional._sigmoid import (
     needs_composite,
     sigmoid_focal_terms,
 )
-from weightlab.functional._softmax import softmax_loss
+from weightlab.functional._softmax import focal_term, softmax_loss
 from weightlab.functional._validation import (
     Normalize,
     Reduction,
     WeightLike,
+    check_binary_target_values,
     check_normalize,
     check_probability_range,
     check_reduction,
+    values_checked,
 )
 from weightlab.functional.binary import _prepare_binary_class_weight, check_binary_target
 from weightlab.functional.cross_entropy import compute_dtype, prepare_sample_weight
@@ -41,49 +40,6 @@ def check_gamma(
 ) -> None:
     """Refuse a focusing parameter that is negative, NaN or infinite."""
     check_nonnegative(name, gamma, "the focusing exponent; 0 gives cross-entropy", fix)
-
-
-class _FocalTerm(torch.autograd.Function):
-    r"""``-(1 - e^l)^gamma * l`` of a log-probability ``l``, with a stable backward.
-
-    .. math::
-        \frac{d}{dl} = -(1 - p)^\gamma \Big(1 - \gamma\, p\, \frac{l}{1 - p}\Big)
-
-    where ``1 - p = -expm1(l)``; the ratio ``l / (1 - p)`` tends to -1 as
-    ``p -> 1``, so the derivative is finite for every ``gamma >= 0``.
-    """
-
-    @staticmethod
-    def forward(ctx: FunctionCtx, log_p: Tensor, gamma: float) -> Tensor:
-        one_minus = -torch.expm1(log_p)
-        factor = one_minus.pow(gamma)
-        ctx.save_for_backward(log_p, one_minus, factor)
-        ctx.gamma = gamma  # type: ignore[attr-defined]
-        return -factor * log_p
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        log_p, one_minus, factor = ctx.saved_tensors
-        gamma: float = ctx.gamma
-        if gamma == 0.0:
-            return -grad, None
-        positive = one_minus > 0
-        ratio = torch.where(
-            positive, log_p / torch.where(positive, one_minus, 1.0), -torch.ones_like(log_p)
-        )
-        slope = -factor * (1.0 - gamma * torch.exp(log_p) * ratio)
-        return grad * slope, None
-
-
-def focal_term(log_p: Tensor, gamma: float) -> Tensor:
-    r"""Return :math:`-(1 - p)^\gamma \log p` from :math:`\log p`, with a finite gradient.
-
-    Example:
-        >>> focal_term(torch.log(torch.tensor([0.5, 1.0])), 2.0)
-        tensor([0.1733, 0.0000])
-    """
-    result: Tensor = _FocalTerm.apply(log_p, float(gamma))  # type: ignore[no-untyped-call]
-    return result
 
 
 def focal_loss(
@@ -234,6 +190,7 @@ def sigmoid_focal_loss(
         InvalidDtypeError: integer logits or targets.
         ShapeMismatchError: target or sample weights not matching the input.
         InvalidWeightError: bad class or sample weights.
+        TargetOutOfRangeError: a target outside [0, 1] (or NaN).
 
     Example:
         >>> x = torch.tensor([3.0, -1.0, 0.5])
@@ -246,6 +203,8 @@ def sigmoid_focal_loss(
     check_gamma(gamma)
     check_alpha(alpha)
     check_binary_target(input, target)
+    if values_checked(validate_args):
+        check_binary_target_values(target)
     dtype = compute_dtype(input)
     logits, labels = input.to(dtype), target.to(dtype)
     classes = _prepare_binary_class_weight(class_weight, input, dtype, validate_args)

@@ -118,7 +118,8 @@ class BinaryCrossEntropyLoss(WeightedLoss):
 
     Args:
         class_weight: ``[w_negative, w_positive]``, or one row per label ``(L, 2)``.
-        pos_weight: weight of the positive term, scalar or per label ``(L,)``.
+        pos_weight: weight of the positive term, scalar or per label: ``(L,)``, or
+            PyTorch's ``(L, 1, ..., 1)`` layout (e.g. ``(C, 1, 1)`` for ``(N, C, H, W)``).
         reduction: ``"mean"``, ``"sum"``, ``"none"`` or ``"parts"``.
         normalize: ``"count"`` (default) or ``"weight"``.
         validate_args: run value checks that sync the device on every call.
