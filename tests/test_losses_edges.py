@@ -3,7 +3,8 @@
 Each accepted input is checked against an independent reference (PyTorch's
 ``nn.BCEWithLogitsLoss`` for ``pos_weight``, the float64 formulas of
 ``tests/loss_harness.py`` for learnable weights, with ``gradcheck``); each
-refused one against its exact message.
+refused one against its exact message. TorchScript's refusal is here too;
+``tests/test_losses_compile.py`` compiles every loss with ``torch.compile``.
 """
 
 from __future__ import annotations
@@ -435,3 +436,32 @@ def test_fixed_weights_keep_the_fused_numbers():
         fixed = case.fn(x, target, **kwargs, class_weight=w)
         learnable = case.fn(x, target, **kwargs, class_weight=w.clone().requires_grad_(True))
         torch.testing.assert_close(learnable.detach(), fixed, rtol=1e-12, atol=1e-14, msg=name)
+
+
+# ---------------------------------------------------------------- 4. TorchScript
+
+
+def _module(name):
+    return LOSSES.get(name)(**CASES[name].module_kwargs)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("name", LOSSES.names())
+def test_torch_jit_script_is_refused_by_name(name):
+    loss = _module(name)
+    message = (
+        f"Expected `{type(loss).__name__}` to be compiled with `torch.compile`, but got "
+        "`torch.jit.script`. weightlab losses are not TorchScript-compatible (they call custom "
+        "autograd Functions and take weights as lists, arrays or tensors). Use "
+        "`torch.compile(loss)` (every registered loss compiles with fullgraph=True), or call the "
+        "loss eagerly outside the scripted model."
+    )
+    with pytest.raises(RuntimeError) as info:
+        torch.jit.script(loss)
+    assert str(info.value) == message
+    model = nn.Module()
+    model.head = nn.Linear(3, 3)
+    model.loss = loss
+    with pytest.raises(RuntimeError) as info:  # also when it sits inside a scripted model
+        torch.jit.script(model)
+    assert str(info.value) == message

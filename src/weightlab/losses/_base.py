@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from torch import Tensor, nn
 
+from weightlab.errors import expected
 from weightlab.functional._validation import Normalize, Reduction, check_normalize, check_reduction
 from weightlab.losses._weights import ClassWeightLike, HasClasses, to_weight_tensor
 
@@ -62,6 +63,24 @@ class WeightedLoss(nn.Module):
             else to_weight_tensor(value, name=name, num_classes=num_classes, classes=classes)
         )
         self.register_buffer(name, weight)
+
+    def __prepare_scriptable__(self) -> NoReturn:
+        """Refuse ``torch.jit.script`` by name: ``torch.compile`` is the supported compiler.
+
+        ``torch.jit.script`` calls this hook on every module it scripts (also on a
+        loss inside a larger model) before it reads any annotation.
+        """
+        raise RuntimeError(
+            expected(
+                type(self).__name__,
+                "to be compiled with `torch.compile`",
+                "`torch.jit.script`",
+                "weightlab losses are not TorchScript-compatible (they call custom autograd "
+                "Functions and take weights as lists, arrays or tensors). Use "
+                "`torch.compile(loss)` (every registered loss compiles with fullgraph=True), "
+                "or call the loss eagerly outside the scripted model.",
+            )
+        )
 
     def extra_repr(self) -> str:
         """Show the settings in ``repr(module)``."""
