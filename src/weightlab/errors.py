@@ -73,7 +73,12 @@ class ZeroCountError(InvalidWeightError):
 
 
 class TargetOutOfRangeError(WeightlabError, ValueError):
-    """A class-index target lies outside ``[0, C)`` and is not ``ignore_index``."""
+    """A target outside what the loss takes.
+
+    A class index outside ``[0, C)`` that is not ``ignore_index``; a
+    probability target that is negative or whose row does not sum to 1; a 0/1
+    (sigmoid) target outside ``[0, 1]``.
+    """
 
 
 class DeviceMismatchError(WeightlabError, ValueError):
