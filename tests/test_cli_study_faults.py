@@ -3,6 +3,7 @@ Ctrl-C, and two runs on one store. Each prints one line and leaves the store con
 
 from __future__ import annotations
 
+import os
 import resource
 import shutil
 import signal
@@ -13,13 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from weightlab.cli import app
 from weightlab.lab.store_sqlite import SQLiteStore
 from weightlab.lab.study import StudySpec
-
-runner = CliRunner()
 
 #: A study of several stacks that takes a few seconds to train.
 SPEC = {
@@ -91,9 +88,9 @@ def test_ctrl_c_prints_one_line_and_a_rerun_resumes(tmp_path: Path) -> None:
     assert proc.returncode == 130, err
     stored = _finished(store)
     assert 0 < stored < TOTAL, "interrupted after the study had finished; make it longer"
+    held = "1 trial is" if stored == 1 else f"{stored} trials are"
     assert _one_line(err) == (
-        f"Interrupted: {stored} trials are safely stored in {store}; rerun the same command "
-        "to resume."
+        f"Interrupted: {held} safely stored in {store}; rerun the same command to resume."
     )
     assert _leases(store) == 0  # the run gave its claims up
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -118,7 +115,8 @@ def test_a_full_disk_prints_one_line_keeps_the_store_and_a_rerun_resumes(tmp_pat
     line = _one_line(run.stderr)
     free = shutil.disk_usage(tmp_path).free / 2**20
     assert line.startswith(f"Error: could not write to the store {store} (")
-    assert f"). {stored} trials are safely stored in {store}; " in line
+    held = "1 trial is" if stored == 1 else f"{stored} trials are"
+    assert f"). {held} safely stored in {store}; " in line
     assert line.endswith(f"MiB free on {tmp_path}; free some space and rerun the same "
                          "command to resume.")  # fmt: skip
     assert abs(float(line.split("; ")[1].split(" MiB")[0]) - free) < 1024
@@ -144,27 +142,45 @@ def test_a_store_folder_that_vanishes_mid_study_is_one_line(tmp_path: Path) -> N
     )
 
 
-def test_a_read_only_store_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # As root (CI), file permissions do not stop writes, so SQLite itself opens the file
-    # read-only (mode=ro): the same "attempt to write a readonly database" a user's
-    # read-only file gives.
-    store = tmp_path / "ro.sqlite"
-    small = ["--archs", "mlp", "--optimizers", "sgd", "--weightings", "none", "--seeds", "0",
-             "--epochs", "1", "--quiet", "--no-report", "--no-diagnostics"]  # fmt: skip
-    assert runner.invoke(app, ["study", *small, "--store", str(store)]).exit_code == 0
-    real = sqlite3.connect
+@pytest.fixture
+def read_only_mount(tmp_path: Path):
+    """A folder and a read-only bind mount of it (root only; CI runs as root)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a read-only bind mount needs root and mount(8)")
+    src, mnt = tmp_path / "src", tmp_path / "ro"
+    src.mkdir()
+    mnt.mkdir()
+    bind = subprocess.run(["mount", "--bind", str(src), str(mnt)], capture_output=True, text=True)
+    if bind.returncode != 0:
+        pytest.skip(f"mount --bind refused here: {bind.stderr.strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(mnt)], check=True)
+        yield src, mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
 
-    def read_only(database: str, *args: object, **kw: object) -> sqlite3.Connection:
-        return real(f"file:{database}?mode=ro", *args, uri=True, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("weightlab.lab.store_sqlite.sqlite3.connect", read_only)
-    result = runner.invoke(app, ["study", *small, "--seeds", "0,1", "--store", str(store)])
-    assert result.exit_code == 1, result.output
-    assert _one_line(result.stderr) == (
+@pytest.mark.slow
+def test_a_read_only_store_is_one_line_and_stays_readable(read_only_mount) -> None:
+    src, mnt = read_only_mount
+    small = ["--archs", "mlp", "--optimizers", "sgd", "--weightings", "none", "--epochs", "1",
+             "--quiet", "--no-report", "--no-diagnostics"]  # fmt: skip
+    first = subprocess.run([*_weightlab(), "study", *small, "--seeds", "0", "--store",
+                            str(src / "s.sqlite")], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    store = mnt / "s.sqlite"  # the same file, on a read-only filesystem
+    run = subprocess.run([*_weightlab(), "study", *small, "--seeds", "0,1", "--store", str(store)],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    assert _one_line(run.stderr) == (
         f"Error: could not write to the store {store} (attempt to write a readonly database). "
-        f"1 trials are safely stored in {store}; make it writable (chmod u+w {store}) and "
-        "rerun the same command to resume."
+        f"1 trial is safely stored in {store}; make it writable (its permissions, or a "
+        "filesystem mounted read-only) and rerun the same command to resume."
     )
+    read = subprocess.run([*_weightlab(), "results", str(store), "--format", "csv"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert read.returncode == 0, read.stderr
+    assert read.stdout.splitlines()[1].startswith("digits-lt,mlp,sgd,1,none,")
 
 
 @pytest.mark.slow

@@ -263,7 +263,8 @@ def _stored_line(store: Any, store_path: Path) -> str:
         n = len(store.statuses())
     except Exception:  # the count is a courtesy; the store may be unreadable
         return f"the trials stored in {store_path} before this are kept; rerun to resume."
-    return f"{n} trials are safely stored in {store_path}; rerun the same command to resume."
+    held = "1 trial is" if n == 1 else f"{n} trials are"
+    return f"{held} safely stored in {store_path}; rerun the same command to resume."
 
 
 def _write_failure(err: StoreWriteError, store: Any) -> str:
@@ -277,7 +278,8 @@ def _write_failure(err: StoreWriteError, store: Any) -> str:
                 "again.")  # fmt: skip
     lowered = err.reason.lower()
     if "readonly" in lowered or "read-only" in lowered:
-        fix = f"make it writable (chmod u+w {path}) and rerun the same command to resume"
+        fix = ("make it writable (its permissions, or a filesystem mounted read-only) and "
+               "rerun the same command to resume")  # fmt: skip
     else:
         try:
             free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free on {path.parent}"

@@ -32,6 +32,9 @@ owner's process is gone. Stores written before leases existed get the
 **Write errors** (a full disk, a read-only file, a store file deleted while a
 study runs) raise :class:`~weightlab.errors.StoreWriteError` naming the file;
 the transaction that failed is rolled back, so every earlier trial stays whole.
+A store file this process cannot write (read-only permissions or filesystem)
+opens read-only (``SQLiteStore.read_only``): results and reports read it, and
+the first write raises that error.
 
 The database runs in WAL mode: :meth:`SQLiteStore.put` is one transaction, so
 a process killed at any instant leaves every committed trial intact and no
@@ -43,9 +46,11 @@ commits, never corrupt the file). One writer process at a time.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -150,9 +155,20 @@ class SQLiteStore(ResultStore):
                 )
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
-            str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False
+        # A file this process cannot write (a read-only filesystem, say) opens read-only and
+        # immutable, so it stays readable; a write then raises StoreWriteError.
+        self.read_only = self.path.exists() and not (
+            os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK)
         )
+        target = (
+            f"file:{urllib.parse.quote(str(self.path.resolve()))}?immutable=1"
+            if self.read_only
+            else str(self.path)
+        )
+        self._conn = sqlite3.connect(
+            target, timeout=30.0, isolation_level=None, check_same_thread=False,
+            uri=self.read_only,
+        )  # fmt: skip
         try:
             self._init_schema()
         except sqlite3.DatabaseError as err:
@@ -176,6 +192,8 @@ class SQLiteStore(ResultStore):
                 f"schema version {version}, tables {sorted(tables)}; expected version "
                 f"{SCHEMA_VERSION}"
             )
+        if self.read_only:
+            return
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         if version == 0:
