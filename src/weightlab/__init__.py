@@ -47,25 +47,7 @@ _LAZY = {name: f"weightlab.{name}" for name in _SUBMODULES} | dict.fromkeys(
     _LOSS_CLASSES, "weightlab.losses"
 )
 
-__all__ = [
-    "AsymmetricLoss",
-    "BCEWithLogitsLoss",
-    "BalancedSoftmaxLoss",
-    "BinaryCrossEntropyLoss",
-    "ClassBalancedLoss",
-    "CrossEntropyLoss",
-    "DeferredReweighting",
-    "FocalLoss",
-    "LDAMLoss",
-    "LogitAdjustedLoss",
-    "SigmoidFocalLoss",
-    "__version__",
-    "diagnostics",
-    "errors",
-    "functional",
-    "losses",
-    "weights",
-]
+__all__ = [*_LOSS_CLASSES, "__version__", *_SUBMODULES]  # sorted: capitals first
 
 if TYPE_CHECKING:
     # What the type checker sees: the same names, imported eagerly.
