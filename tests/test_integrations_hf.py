@@ -263,6 +263,21 @@ def test_every_multiclass_losss_normalizer_depends_on_the_labels_only(tmp_path, 
     torch.testing.assert_close(trainer.window_normalizer([batch]), real)
 
 
+def test_evaluation_is_the_weighted_mean_of_the_eval_batch(tmp_path) -> None:
+    """The Trainer passes its label count to compute_loss in evaluation; it is not used."""
+    ds = TinyDataset(LABELS)
+    model = tiny_model()
+    trainer = WeightedLossTrainer(
+        model=model, args=args(tmp_path, per_device_eval_batch_size=8), class_weight=WEIGHT
+    )
+    metrics = trainer.evaluate(ds)
+    batch = full_batch(ds)
+    labels = batch.pop("labels")
+    with torch.no_grad():
+        expected = F.cross_entropy(model(**batch).logits, labels, class_weight=WEIGHT)
+    assert metrics["eval_loss"] == pytest.approx(float(expected), rel=1e-5)
+
+
 # ---- class weights by name --------------------------------------------------------
 
 
