@@ -267,3 +267,22 @@ def test_import_without_lightning_names_the_extra() -> None:
         "pip install 'weightlab[lightning]'",
         "keras ok",
     ]
+
+
+def test_a_class_without_samples() -> None:
+    from weightlab.errors import ZeroCountError
+
+    with pytest.raises(ZeroCountError, match="0 for classes"):
+        Classifier().set_class_counts([5, 0, 3])
+
+    class ZeroAllowed(Classifier):
+        def __init__(self) -> None:
+            WeightedLossModule.__init__(
+                self, num_classes=C, class_weight_params={"zero_count": "zero"}
+            )
+            self.net = nn.Linear(8, C)
+
+    model = ZeroAllowed()
+    model.set_class_counts([5, 0, 3])
+    assert model.criterion is not None
+    assert model.criterion.class_weight[1] == 0

@@ -31,23 +31,7 @@ validation steps are there (override them freely, calling
 
 Needs ``pip install 'weightlab[lightning]'``.
 
-Example:
-    >>> import torch
-    >>> from torch import nn
-    >>> class Classifier(WeightedLossModule):
-    ...     def __init__(self) -> None:
-    ...         super().__init__(num_classes=3, loss="focal", loss_params={"gamma": 1.0})
-    ...         self.net = nn.Linear(4, 3)
-    ...     def forward(self, x):
-    ...         return self.net(x)
-    ...     def configure_optimizers(self):
-    ...         return torch.optim.SGD(self.parameters(), lr=0.1)
-    >>> model = Classifier()
-    >>> model.set_class_counts([6, 3, 1])  # what setup("fit") does from the data
-    >>> model.criterion.class_weight  # class_weights([6, 3, 1], "balanced")
-    tensor([0.3333, 0.6667, 2.0000])
-    >>> sorted(k for k in model.state_dict() if not k.startswith("net."))
-    ['class_counts', 'criterion.class_weight']
+For an example see :class:`WeightedLossModule`.
 """
 
 from __future__ import annotations
@@ -102,6 +86,24 @@ class WeightedLossModule(pl.LightningModule):
         InvalidValueError: a multi-label loss, or class weights for a loss that
             takes them another way (``"class_balanced"`` weights from its counts:
             pass ``class_weight=None``).
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> class Classifier(WeightedLossModule):
+        ...     def __init__(self) -> None:
+        ...         super().__init__(num_classes=3, loss="focal", loss_params={"gamma": 1.0})
+        ...         self.net = nn.Linear(4, 3)
+        ...     def forward(self, x):
+        ...         return self.net(x)
+        ...     def configure_optimizers(self):
+        ...         return torch.optim.SGD(self.parameters(), lr=0.1)
+        >>> model = Classifier()
+        >>> model.set_class_counts([6, 3, 1])  # what setup("fit") does from the data
+        >>> model.criterion.class_weight  # class_weights([6, 3, 1], "balanced")
+        tensor([0.3333, 0.6667, 2.0000])
+        >>> sorted(k for k in model.state_dict() if not k.startswith("net."))
+        ['class_counts', 'criterion.class_weight']
     """
 
     class_counts: Tensor
@@ -166,6 +168,12 @@ class WeightedLossModule(pl.LightningModule):
         Args:
             counts: samples per class, shape ``(C,)``
                 (:func:`~weightlab.weights.count_labels` of the training labels).
+
+        Raises:
+            InvalidValueError: counts of another shape than ``(num_classes,)``.
+            ZeroCountError: a class without samples, with the default
+                ``zero_count="raise"`` of :func:`~weightlab.weights.class_weights`
+                (pass ``class_weight_params={"zero_count": "zero"}`` to allow it).
         """
         n = torch.as_tensor(_checked_counts(counts, self.num_classes), dtype=torch.int64)
         params = dict(self.loss_params)
