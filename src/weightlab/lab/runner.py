@@ -8,8 +8,9 @@ processes) and puts each result in the store as soon as its stack is back,
 then tells the source. It never asks which executor it has. A trial whose
 training diverges (NaN or infinite loss) is stored as ``"failed"`` with its
 reason and the study goes on; a stack whose training raised stops the study
-with that error (its trials stay marked running, so a rerun trains them).
-Only this process writes to the store.
+with that error (its trials stay unfinished, so a rerun trains them). Each
+stack's trials are claimed in the store first, so two runs on one store share
+the work; the main process alone writes this run's results.
 """
 
 from __future__ import annotations
@@ -199,35 +200,6 @@ class _Heartbeat:
                 raise
 
 
-def _take_over(
-    store: ResultStore,
-    owner: Owner,
-    elsewhere: dict[str, list[TrialConfig]],
-    found: Callable[[dict[str, str]], None],
-    ex: StackExecutor,
-    pending: dict[Future[list[Any]], list[TrialConfig]],
-) -> dict[str, list[TrialConfig]]:
-    """Wait for trials other runs hold: count those they finish, claim those whose lease lapsed.
-
-    Returns what is still held elsewhere; claimed ones are submitted to ``ex``.
-    """
-    left: dict[str, list[TrialConfig]] = {}
-    for key, configs in elsewhere.items():
-        known = store.statuses(c.trial_id for c in configs)
-        found(known)
-        open_ = [c for c in configs if c.trial_id not in known]
-        mine = store.claim(open_, owner, LEASE_SECONDS) if open_ else []
-        if mine:
-            pending[ex.submit(mine)] = mine
-        ids = {c.trial_id for c in mine}
-        rest = [c for c in open_ if c.trial_id not in ids]
-        if rest:
-            left[key] = rest
-    if left and not pending:
-        time.sleep(POLL_SECONDS)
-    return left
-
-
 def run_study(
     spec: StudySpec,
     store: ResultStore,
@@ -290,13 +262,29 @@ def run_study(
     store.put_meta("versions", versions())
     store.put_meta("data", data_summary(data))
 
-    # finished trials of the study: all of a planned source's at once, else stack by stack
-    stored = store.statuses(planned) if planned is not None else {}
     seen: dict[str, None] = dict.fromkeys(planned or ())
-    skipped = len(stored)
-    failed = sum(1 for s in stored.values() if s == "failed")
-    done = skipped
     total = source.total if source.total is not None else len(seen)
+    stored: dict[str, str] = {}  # finished trials of the study, this run's and others'
+    skipped = done = failed = 0
+
+    def found(known: dict[str, str]) -> bool:
+        """Count trials found finished in the store (earlier runs, or a concurrent one)."""
+        nonlocal skipped, done, failed
+        known = {i: s for i, s in known.items() if i not in stored}
+        skipped += len(known)
+        done += len(known)
+        failed += sum(1 for s in known.values() if s == "failed")
+        stored.update(known)
+        return bool(known)
+
+    def report(result: TrialResult | None = None) -> None:
+        if progress:
+            elapsed = time.perf_counter() - start
+            progress(Progress(done, max(total, done), skipped, failed, result, elapsed))
+
+    # a planned source's finished trials at once; a source that plans as it goes, per stack
+    if planned is not None:
+        found(store.statuses(planned))
     if progress:
         progress(Progress(done, total, skipped, failed, None, 0.0))
 
@@ -315,22 +303,8 @@ def run_study(
             finished.append(res)
             done += 1
             failed += res.status == "failed"
-            if progress:
-                elapsed = time.perf_counter() - start
-                progress(Progress(done, max(total, done), skipped, failed, res, elapsed))
+            report(res)
         source.tell(finished)
-
-    def found(known: dict[str, str]) -> None:
-        """Count trials found finished in the store (earlier runs, or a concurrent one)."""
-        nonlocal skipped, done, failed
-        known = {i: s for i, s in known.items() if i not in stored}
-        skipped += len(known)
-        done += len(known)
-        failed += sum(1 for s in known.values() if s == "failed")
-        stored.update(known)
-        if progress and known:
-            elapsed = time.perf_counter() - start
-            progress(Progress(done, max(total, done), skipped, failed, None, elapsed))
 
     ex = executor if executor is not None else make_executor(
         "serial" if workers == 1 else "process", workers
@@ -338,7 +312,19 @@ def run_study(
     owner = Owner.here()
     pending: dict[Future[list[Any]], list[TrialConfig]] = {}
     # trials another live run holds: trained by it, or taken over when its lease lapses
-    elsewhere: dict[str, list[TrialConfig]] = {}
+    elsewhere: list[list[TrialConfig]] = []
+
+    def launch(stack: list[TrialConfig]) -> None:
+        """Claim the stack's unfinished trials, submit the claimed ones, set the rest aside."""
+        todo = [c for c in stack if c.trial_id not in stored]
+        mine = store.claim(todo, owner, LEASE_SECONDS) if todo else []
+        if mine:
+            pending[ex.submit(mine)] = mine
+        ids = {c.trial_id for c in mine}
+        held = [c for c in todo if c.trial_id not in ids]
+        if held:
+            elsewhere.append(held)
+
     with _Heartbeat(store, owner, LEASE_SECONDS), ex:
         ex.start(train, data)
         while True:
@@ -347,19 +333,17 @@ def run_study(
                 if stack is None:
                     break
                 seen.update(dict.fromkeys(c.trial_id for c in stack))
-                if planned is None:  # a source that plans as it goes: look its stacks up now
-                    found(store.statuses(c.trial_id for c in stack))
-                todo = [c for c in stack if c.trial_id not in stored]
-                mine = store.claim(todo, owner, LEASE_SECONDS) if todo else []
-                if len(mine) < len(todo):
-                    ids = {c.trial_id for c in mine}
-                    elsewhere[todo[0].stack_key] = elsewhere.get(todo[0].stack_key, []) + [
-                        c for c in todo if c.trial_id not in ids
-                    ]
-                if mine:
-                    pending[ex.submit(mine)] = mine
+                if planned is None and found(store.statuses(c.trial_id for c in stack)):
+                    report()
+                launch(stack)
             if not pending and elsewhere:  # only trials other runs hold are left
-                elsewhere = _take_over(store, owner, elsewhere, found, ex, pending)
+                held, elsewhere[:] = list(elsewhere), []
+                for configs in held:  # count what they finished, claim what they gave up
+                    if found(store.statuses(c.trial_id for c in configs)):
+                        report()
+                    launch(configs)
+                if elsewhere and not pending:
+                    time.sleep(POLL_SECONDS)
                 continue
             if not pending:  # nothing in flight and nothing handed out: finished
                 break
