@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: Statuses of a trial that a resumed study does not run again.
-FINISHED_STATUSES = ("done", "failed")
+FINISHED_STATUSES = ("done", "failed", "pruned")
 
 
 def result_to_dict(result: TrialResult) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def check_result(result: TrialResult) -> None:
 
     Raises:
         InvalidValueError: if ``result`` is not a ``TrialResult`` or its status
-            is not ``"done"`` or ``"failed"``, or a failed trial has no reason.
+            is not ``"done"``, ``"failed"`` or ``"pruned"``, or a failed trial has no reason.
     """
     if not isinstance(result, TrialResult):
         raise InvalidValueError(
@@ -93,7 +93,7 @@ def check_result(result: TrialResult) -> None:
         raise InvalidValueError(
             expected(
                 "result.status",
-                "to be 'done' or 'failed'",
+                "to be 'done', 'failed' or 'pruned'",
                 repr(result.status),
                 "Store a trial once it has finished; use mark_running() before.",
             )

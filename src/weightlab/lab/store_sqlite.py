@@ -4,7 +4,7 @@ Schema (``PRAGMA user_version = 1``)::
 
     CREATE TABLE trials (
         trial_id    TEXT PRIMARY KEY,   -- TrialConfig.trial_id
-        status      TEXT NOT NULL,      -- 'running', 'done' or 'failed'
+        status      TEXT NOT NULL,      -- 'running', 'done', 'failed' or 'pruned'
         data TEXT, arch TEXT, optimizer TEXT, weighting TEXT,
         alpha REAL, seed INTEGER,       -- copied from config, for SQL queries
         stack_key   TEXT NOT NULL,
@@ -70,7 +70,9 @@ from weightlab.lab.trial import TrialConfig, TrialResult
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
 #: Version of the table layout, kept in ``PRAGMA user_version``.
-SCHEMA_VERSION = 1
+#: 2 admits the status ``'pruned'`` (a tuner's early-stopped trials); a version 1 file
+#: is migrated when opened for writing (the table is rebuilt with the new check).
+SCHEMA_VERSION = 2
 
 #: Trial ids bound per ``IN (...)`` query of :meth:`SQLiteStore.statuses`
 #: (under SQLite's smallest limit on bound parameters, 999).
@@ -79,7 +81,7 @@ _IDS_PER_QUERY = 500
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS trials (
     trial_id    TEXT PRIMARY KEY,
-    status      TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+    status      TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'pruned')),
     data        TEXT,
     arch        TEXT,
     optimizer   TEXT,
@@ -187,7 +189,7 @@ class SQLiteStore(ResultStore):
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         known = {"trials", "meta", "leases"}
-        if version not in (0, SCHEMA_VERSION) or (version == 0 and tables - known):
+        if version not in (0, 1, SCHEMA_VERSION) or (version == 0 and tables - known):
             raise sqlite3.DatabaseError(
                 f"schema version {version}, tables {sorted(tables)}; expected version "
                 f"{SCHEMA_VERSION}"
@@ -202,11 +204,25 @@ class SQLiteStore(ResultStore):
                     "BEGIN IMMEDIATE;" + _SCHEMA + _LEASES
                     + f"PRAGMA user_version = {SCHEMA_VERSION};COMMIT;"
                 )
-        elif "leases" not in tables:
+            return
+        if "leases" not in tables:
             try:  # a store from before leases; a read-only one stays readable without them
                 conn.execute(_LEASES)
             except sqlite3.OperationalError:
                 pass
+        if version == 1:
+            self._migrate_to_pruned()
+
+    def _migrate_to_pruned(self) -> None:
+        """Version 1 -> 2: rebuild ``trials`` so its status check admits ``'pruned'``."""
+        table = _SCHEMA.split(";")[0].replace("IF NOT EXISTS trials", "trials_v2")
+        with self._transaction():
+            self._conn.executescript(
+                "BEGIN IMMEDIATE;" + table + ";INSERT INTO trials_v2 SELECT * FROM trials;"
+                "DROP TABLE trials;ALTER TABLE trials_v2 RENAME TO trials;"
+                "CREATE INDEX IF NOT EXISTS trials_status ON trials (status);"
+                f"PRAGMA user_version = {SCHEMA_VERSION};COMMIT;"
+            )
 
     def _transaction(self) -> _Tx:
         return _Tx(self._conn, self._lock, self.path)

@@ -15,10 +15,15 @@ from typing import Any, Literal
 
 __all__ = ["TrialConfig", "TrialResult", "TrialStatus"]
 
-TrialStatus = Literal["done", "failed"]
+#: ``"pruned"``: a tuner stopped it early (its curves are kept, it has no final metrics).
+TrialStatus = Literal["done", "failed", "pruned"]
 
-#: Fields that may differ between the trials of one vectorized stack.
-PER_SLICE_FIELDS = ("weighting", "alpha", "seed")
+#: Fields that may differ between the trials of one vectorized stack (the engine gives
+#: every slice its own learning rate and weight decay, see :mod:`weightlab.lab.engine`).
+PER_SLICE_FIELDS = ("weighting", "alpha", "seed", "params", "lr", "weight_decay")
+#: Fields left out of :meth:`TrialConfig.to_dict` (and so of the trial id) while at their
+#: default, so adding them kept the ids of every earlier study.
+_OMITTED_AT_DEFAULT = {"params": (), "weight_decay": None}
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,11 @@ class TrialConfig:
         batch_size: mini-batch size.
         data_params: data-set options (imbalance ratio, data seed, ...), as sorted items.
         model_params: architecture options (hidden size, ...), as sorted items.
+        params: the weighting's own parameters, as sorted items: a scheme's
+            (``beta`` of ``effective_number``), a loss's (``gamma`` of
+            ``focal``), ``class_weights`` (a scheme a loss is weighted with) and
+            ``drw_epoch`` (deferred re-weighting); empty: the defaults.
+        weight_decay: decoupled weight decay (``None``: the optimizer's own).
     """
 
     data: str
@@ -51,12 +61,18 @@ class TrialConfig:
     batch_size: int = 64
     data_params: tuple[tuple[str, Any], ...] = ()
     model_params: tuple[tuple[str, Any], ...] = ()
+    params: tuple[tuple[str, Any], ...] = ()
+    weight_decay: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (params as dicts)."""
+        """Return a JSON-ready dict (params as dicts; ``params`` and ``weight_decay`` only when set)."""
         d = asdict(self)
         d["data_params"] = dict(self.data_params)
         d["model_params"] = dict(self.model_params)
+        d["params"] = dict(self.params)
+        for name, default in _OMITTED_AT_DEFAULT.items():
+            if getattr(self, name) == default:
+                del d[name]
         return d
 
     @classmethod
@@ -65,6 +81,7 @@ class TrialConfig:
         kw = {f.name: d[f.name] for f in fields(cls) if f.name in d}
         kw["data_params"] = tuple(sorted(dict(d.get("data_params", {})).items()))
         kw["model_params"] = tuple(sorted(dict(d.get("model_params", {})).items()))
+        kw["params"] = tuple(sorted(dict(d.get("params", {})).items()))
         return cls(**kw)
 
     @property
@@ -78,7 +95,7 @@ class TrialConfig:
         """Trials with the same stack key can train as one vectorized model."""
         d = self.to_dict()
         for name in PER_SLICE_FIELDS:
-            d.pop(name)
+            d.pop(name, None)
         return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
 
@@ -88,8 +105,8 @@ class TrialResult:
 
     Attributes:
         config: the trial's configuration.
-        status: ``"done"`` or ``"failed"``.
-        reason: why it failed (``"non-finite loss at epoch 3"``), empty when done.
+        status: ``"done"``, ``"failed"`` or ``"pruned"``.
+        reason: why it failed or was pruned (``"non-finite loss at epoch 3"``), empty when done.
         train_loss: mean training loss per epoch.
         val_metric: validation metric per epoch (the study's chosen metric).
         metrics: final test metrics (name -> value).

@@ -24,6 +24,15 @@ all use it. Its ``loss`` maps ``(logits (B, C), target (B,), class_weight
 ``parts.mean()`` everywhere. Weights are normalised to mean 1
 (:func:`weightlab.weights.class_weights`), so the loss scale of every
 weighting starts comparable.
+
+A config's ``params`` (what a tuner varies) override the defaults: a
+scheme's parameters (``beta`` of ``effective_number``), a loss's
+(``gamma`` of ``focal``: the names and ranges of ``SCHEMES.params`` and
+``LOSSES.params``), ``class_weights`` (a scheme whose weights a loss that takes
+class weights is weighted with: focal *with* class weights) and
+``drw_start`` (deferred re-weighting: the share of the epochs after which the
+effective-number weights with ``beta=0.9999`` switch on, for a loss whose
+entry has ``deferred_reweighting``).
 """
 
 from __future__ import annotations
@@ -42,7 +51,9 @@ from weightlab.lab.trial import TrialConfig
 from weightlab.losses import LOSSES, LossInfo
 
 __all__ = [
+    "DRW_BETA",
     "LOSS_WEIGHTINGS",
+    "WEIGHTING_KEYS",
     "LabLoss",
     "Weighting",
     "cross_entropy_parts",
@@ -95,9 +106,10 @@ def _registry_parts(
     functional: Callable[..., Any],
     weight_arg: str | None,
     counts: torch.Tensor | None,
+    **params: float,
 ) -> LossParts:
     """A registered loss's ``reduction="parts"``, class weights passed as its entry says."""
-    kw: dict[str, Any] = {}
+    kw: dict[str, Any] = dict(params)
     if counts is not None:
         kw["counts"] = counts
     if weight_arg == "class_weight":
@@ -109,13 +121,25 @@ def _registry_parts(
 
 
 @functools.lru_cache(maxsize=256)
-def _literature_loss(name: str, counts: tuple[int, ...]) -> LabLoss:
-    """One loss object per (loss, counts): slices sharing it are computed together."""
+def _literature_loss(
+    name: str, counts: tuple[int, ...], params: tuple[tuple[str, float], ...] = ()
+) -> LabLoss:
+    """One loss object per (loss, counts, params): slices sharing it are computed together."""
     info: LossInfo = LOSSES.info(name)
     tensor = torch.tensor(counts, dtype=torch.float64) if info.needs_counts else None
     return functools.partial(
-        _registry_parts, functional=info.functional, weight_arg=info.class_weight, counts=tensor
+        _registry_parts,
+        functional=info.functional,
+        weight_arg=info.class_weight,
+        counts=tensor,
+        **dict(params),
     )
+
+
+#: The ``params`` keys that are not a scheme's or a loss's own parameter.
+WEIGHTING_KEYS = ("class_weights", "drw_start")
+#: Effective-number ``beta`` of the late weights of deferred re-weighting (Cao et al. 2019).
+DRW_BETA = 0.9999
 
 
 @dataclass(frozen=True)
@@ -129,6 +153,9 @@ class Weighting:
         loss: the per-batch loss as parts (see :data:`LabLoss`).
         loss_name: the registry loss it trains (``"cross_entropy"`` or the literature loss).
         model_params: model options it asks for (``{"head": "cosine"}`` for ``"ldam"``).
+        drw_start: deferred re-weighting: the share of the epochs after which
+            ``late_class_weight`` replaces ``class_weight`` (``None``: never).
+        late_class_weight: the class weights from then on, ``(C,)``, or ``None``.
     """
 
     name: str
@@ -137,6 +164,21 @@ class Weighting:
     loss: LabLoss
     loss_name: str
     model_params: dict[str, Any]
+    drw_start: float | None = None
+    late_class_weight: npt.NDArray[np.float64] | None = None
+
+    def drw_epoch(self, epochs: int) -> int:
+        """The first epoch (0-based) of the late weights in a run of ``epochs`` (``epochs``: never).
+
+        Example:
+            >>> w = resolve_weighting(TrialConfig("d", "mlp", "sgd", "ldam", None, 0,
+            ...                       params=(("drw_start", 0.8),)), [30, 10])
+            >>> w.drw_epoch(10), w.late_class_weight.round(3).tolist()
+            (8, [0.5, 1.5])
+        """
+        if self.drw_start is None or self.late_class_weight is None:
+            return epochs
+        return min(epochs, int(round(self.drw_start * epochs)))
 
 
 def weighting_names() -> list[str]:
@@ -154,15 +196,19 @@ def weighting_names() -> list[str]:
 
 
 def weighting_label(config: TrialConfig) -> str:
-    """The weighting as the summary shows it: ``"balanced"``, ``"power(a=0.5)"``.
+    """The weighting as the summary shows it: ``"balanced"``, ``"power(a=0.5)"``, ``"focal(gamma=1)"``.
 
     Example:
         >>> weighting_label(TrialConfig("d", "mlp", "sgd", "power", 0.5, 0))
         'power(a=0.5)'
+        >>> weighting_label(TrialConfig("d", "mlp", "sgd", "focal", None, 0,
+        ...                             params=(("class_weights", "balanced"), ("gamma", 1.5))))
+        'focal(class_weights=balanced, gamma=1.5)'
     """
-    if config.weighting == "power" and config.alpha is not None:
-        return f"power(a={config.alpha:g})"
-    return config.weighting
+    args = [f"a={config.alpha:g}"] if config.weighting == "power" and config.alpha is not None else []
+    for key, value in config.params:
+        args.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
+    return f"{config.weighting}({', '.join(args)})" if args else config.weighting
 
 
 def weighting_loss_name(weighting: str) -> str:
@@ -186,12 +232,23 @@ def weighting_model_params(weighting: str) -> dict[str, str]:
 def _class_weights(config: TrialConfig, counts: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
     from weightlab.weights import class_weights
 
-    if config.weighting == "none" or config.weighting in LOSS_WEIGHTINGS:
+    params = dict(config.params)
+    if config.weighting in LOSS_WEIGHTINGS:
+        scheme = params.get("class_weights", "none")
+        if scheme in ("none", None):
+            return np.ones(counts.shape[0], dtype=np.float64)
+        return np.asarray(class_weights(counts, scheme), dtype=np.float64)
+    if config.weighting == "none":
         return np.ones(counts.shape[0], dtype=np.float64)
     if config.weighting == "power":
         alpha = cast(float, config.alpha)  # None is refused by class_weights with a clear message
         return np.asarray(class_weights(counts, "power", alpha=alpha), dtype=np.float64)
-    return np.asarray(class_weights(counts, config.weighting), dtype=np.float64)
+    return np.asarray(class_weights(counts, config.weighting, **params), dtype=np.float64)
+
+
+def _loss_params(config: TrialConfig) -> tuple[tuple[str, float], ...]:
+    """The config's parameters that its loss's functional takes (sorted items)."""
+    return tuple((k, v) for k, v in config.params if k not in WEIGHTING_KEYS)
 
 
 def resolve_weighting(config: TrialConfig, train_counts: npt.ArrayLike) -> Weighting:
@@ -217,12 +274,20 @@ def resolve_weighting(config: TrialConfig, train_counts: npt.ArrayLike) -> Weigh
         >>> ldam.loss(torch.zeros(2, 2), torch.tensor([0, 1]), torch.ones(2)).normalizer.item()
         2.0
     """
+    from weightlab.weights import class_weights
+
     counts = np.asarray(train_counts)
     loss_name = weighting_loss_name(config.weighting)
     if loss_name == "cross_entropy":
         loss: LabLoss = cross_entropy_parts
     else:
-        loss = _literature_loss(loss_name, tuple(int(c) for c in counts))
+        loss = _literature_loss(loss_name, tuple(int(c) for c in counts), _loss_params(config))
+    drw = dict(config.params).get("drw_start")
+    late = None
+    if drw is not None and float(drw) < 1.0:
+        late = np.asarray(
+            class_weights(counts, "effective_number", beta=DRW_BETA), dtype=np.float64
+        )
     return Weighting(
         name=config.weighting,
         label=weighting_label(config),
@@ -230,4 +295,6 @@ def resolve_weighting(config: TrialConfig, train_counts: npt.ArrayLike) -> Weigh
         loss=loss,
         loss_name=loss_name,
         model_params=weighting_model_params(config.weighting),
+        drw_start=None if late is None else float(drw),
+        late_class_weight=late,
     )

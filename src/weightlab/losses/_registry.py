@@ -24,47 +24,12 @@ from typing import Any, Literal
 
 from torch import nn
 
-from weightlab.errors import InvalidValueError, expected
-from weightlab.registry import Registry
+from weightlab.registry import Registry, TunableParam
 
 __all__ = ["LOSSES", "LossInfo", "LossRegistry", "TunableParam"]
 
 #: What a loss's targets are: class indices (softmax losses) or 0/1 per label (sigmoid losses).
 Task = Literal["multiclass", "multilabel"]
-
-
-@dataclass(frozen=True)
-class TunableParam:
-    """A loss parameter a search may vary: its default (the functional's) and its range.
-
-    Attributes:
-        default: the value the loss uses when none is given.
-        low: the smallest value a search tries.
-        high: the largest value a search tries.
-        log: search on a log scale (for scales spanning decades).
-
-    Example:
-        >>> TunableParam(2.0, 0.0, 5.0).high
-        5.0
-        >>> TunableParam(2.0, 3.0, 5.0)
-        Traceback (most recent call last):
-        ...
-        weightlab.errors.InvalidValueError: Expected `TunableParam` to have low <= default <= high
-        (low > 0 on a log scale), but got low=3.0, default=2.0, high=5.0. Fix the range.
-    """
-
-    default: float
-    low: float
-    high: float
-    log: bool = False
-
-    def __post_init__(self) -> None:
-        if not self.low <= self.default <= self.high or (self.log and self.low <= 0):
-            raise InvalidValueError(
-                expected("TunableParam", "to have low <= default <= high (low > 0 on a log scale)",
-                         f"low={self.low}, default={self.default}, high={self.high}",
-                         "Fix the range.")
-            )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -80,6 +45,10 @@ class LossInfo:
             lab passes ``w[y]``), or ``None`` (the loss takes none).
         head: the model head the loss is meant for (``"linear"``, or ``"cosine"`` for LDAM).
         params: its tunable parameters by name, with defaults and ranges.
+        deferred_reweighting: for a loss meant to be paired with deferred
+            re-weighting (LDAM-DRW, Cao et al. 2019), the share of the epochs
+            trained with uniform weights before the effective-number weights
+            (``beta=0.9999``) switch on (``1.0``: never), as a range to search.
         lab_excluded: why the lab does not offer it as a weighting (empty: it does).
 
     Example:
@@ -96,6 +65,7 @@ class LossInfo:
     class_weight: Literal["class_weight", "sample_weight"] | None = "class_weight"
     head: Literal["linear", "cosine"] = "linear"
     params: Mapping[str, TunableParam] = field(default_factory=dict)
+    deferred_reweighting: TunableParam | None = None
     lab_excluded: str = ""
 
 
@@ -127,6 +97,10 @@ class LossRegistry(Registry[type[nn.Module]]):
         """
         self.get(name)
         return self._info[name]
+
+    def params(self, name: str) -> Mapping[str, TunableParam]:
+        """The tunable parameters of ``name`` (its :class:`LossInfo`'s ``params``)."""
+        return self.info(name).params
 
     def remove(self, name: str) -> None:
         """Unregister ``name`` and its info."""

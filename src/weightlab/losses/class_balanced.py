@@ -26,7 +26,7 @@ __all__ = ["ClassBalancedLoss"]
         class_balanced_loss,
         needs_counts=True,
         class_weight="sample_weight",
-        params={"beta": TunableParam(0.9999, 0.9, 0.99999)},
+        params={"beta": TunableParam(0.9999, 0.9, 0.99999, log_complement=True)},
     ),
 )
 class ClassBalancedLoss(WeightedLoss):

@@ -27,6 +27,7 @@ __all__ = ["LDAMLoss"]
         needs_counts=True,
         head="cosine",
         params={"max_m": TunableParam(0.5, 0.1, 1.0), "s": TunableParam(30.0, 5.0, 64.0, log=True)},
+        deferred_reweighting=TunableParam(0.8, 0.5, 1.0),  # Cao et al.: epoch 160 of 200
     ),
 )
 class LDAMLoss(WeightedLoss):

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from weightlab.errors import InvalidValueError, expected
-from weightlab.registry import Registry
+from weightlab.registry import Registry, TunableParam
 
 __all__ = [
     "SCHEMES",
@@ -46,7 +46,8 @@ FloatArray = npt.NDArray[np.float64]
 #: A weight scheme: counts of shape (C,) and keyword-only parameters -> raw weights (C,).
 SchemeFn = Callable[..., FloatArray]
 
-#: Every weight scheme by name, in the order the CLI shows them.
+#: Every weight scheme by name, in the order the CLI shows them; ``SCHEMES.params(name)``
+#: gives a scheme's tunable parameters with the ranges a search uses.
 SCHEMES: Registry[SchemeFn] = Registry("scheme", listing="`weightlab.weights.SCHEMES.names()`")
 
 
@@ -168,7 +169,7 @@ def sqrt_inverse(counts: FloatArray) -> FloatArray:
         return 1.0 / np.sqrt(counts)
 
 
-@SCHEMES.register("power")
+@SCHEMES.register("power", params={"alpha": TunableParam(0.5, 0.0, 1.0)})
 def power(counts: FloatArray, *, alpha: float = 0.5) -> FloatArray:
     r"""Inverse class frequency raised to a power.
 
@@ -211,7 +212,9 @@ def power(counts: FloatArray, *, alpha: float = 0.5) -> FloatArray:
         return np.power(counts, -float(alpha))
 
 
-@SCHEMES.register("effective_number")
+@SCHEMES.register(
+    "effective_number", params={"beta": TunableParam(0.999, 0.9, 0.99999, log_complement=True)}
+)
 def effective_number(counts: FloatArray, *, beta: float = 0.999) -> FloatArray:
     r"""Inverse effective number of samples (class-balanced weighting).
 
@@ -290,7 +293,7 @@ def median_frequency(counts: FloatArray) -> FloatArray:
         return median / freq
 
 
-@SCHEMES.register("log")
+@SCHEMES.register("log", params={"c": TunableParam(1.02, 1.001, 2.0, log=True)})
 def log(counts: FloatArray, *, c: float = 1.02) -> FloatArray:
     r"""Inverse logarithm of the class probability (ENet weighting).
 
