@@ -78,7 +78,7 @@ def global_mean(
     Args:
         parts: this rank's :class:`~weightlab.functional.LossParts`, from a
             weightlab loss called with ``reduction="parts"`` (0-d ``total``
-            and ``normalizer``), or the :func:`accumulate` d parts of several
+            and ``normalizer``), or what :func:`accumulate` returns for several
             micro-batches.
         group: the process group to sum over, the one DDP averages over
             (default ``None``: the default group, if initialised).
