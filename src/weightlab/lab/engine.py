@@ -55,12 +55,20 @@ from weightlab.lab.allocator import retain_freed_memory
 from weightlab.lab.architectures import ARCHITECTURES, build_model, build_stacked, check_arch
 from weightlab.lab.data import LabData
 from weightlab.lab.diagnose import diagnose_stack, single_diagnostics
-from weightlab.lab.optim import make_optimizer
+from weightlab.lab.optim import (
+    BUILTIN_WEIGHT_DECAY,
+    check_lr,
+    check_weight_decay,
+    default_lr,
+    make_optimizer,
+)
+from weightlab.lab.stacked import replace_slices, select_slices
 from weightlab.lab.trial import PER_SLICE_FIELDS, TrialConfig, TrialResult
 from weightlab.lab.weightings import LabLoss, cross_entropy_parts
 
 __all__ = [
     "VAL_METRICS",
+    "EpochHook",
     "LossFn",
     "ProgressFn",
     "epoch_orders",
@@ -221,6 +229,9 @@ def _finish(
     data: LabData,
     timings: dict[str, float],
     extra: dict[str, Any],
+    *,
+    pruned: str = "",
+    val_logits: npt.NDArray[np.float32] | None = None,
 ) -> TrialResult:
     if failed_epoch:
         return TrialResult(
@@ -232,7 +243,23 @@ def _finish(
             timings=timings,
             extra={**extra, "failed_epoch": failed_epoch},
         )
-    assert logits is not None
+    if pruned:
+        return TrialResult(
+            config=config,
+            status="pruned",
+            reason=pruned,
+            train_loss=losses,
+            val_metric=vals,
+            timings=timings,
+            extra=extra,
+        )
+    if val_logits is not None:
+        extra = {**extra, "val_metrics": _metrics(val_logits, data.y_val.numpy(), data.train_counts)[0]}
+    if logits is None:  # a tuning trial: validation only, the test split is not looked at
+        return TrialResult(
+            config=config, status="done", train_loss=losses, val_metric=vals,
+            timings=timings, extra=extra,
+        )  # fmt: skip
     metrics, per_class = _metrics(logits, data.y_test.numpy(), data.train_counts)
     return TrialResult(
         config=config,
@@ -269,6 +296,53 @@ def _check_stack(configs: Sequence[TrialConfig]) -> None:
             )
 
 
+#: ``on_epoch(epoch, slices, scores) -> {slice: reason}``: called after each epoch (1-based)
+#: with the indices (into the stack's configs) of the slices still training and their
+#: validation scores; the slices it returns are pruned there, with that reason.
+EpochHook = Callable[[int, list[int], list[float]], dict[int, str]]
+
+
+def _check_patience(patience: object) -> None:
+    if patience is not None and (
+        isinstance(patience, bool) or not isinstance(patience, int) or patience < 1
+    ):
+        raise InvalidValueError(
+            expected("patience", "to be None or an integer >= 1", repr(patience),
+                     "Pass e.g. patience=5 (epochs without a better validation score).")
+        )  # fmt: skip
+
+
+def _rates(configs: Sequence[TrialConfig]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Each slice's learning rate (K,) and, if any config sets one, its decoupled decay (K,)."""
+    lrs = torch.tensor(
+        [default_lr(c.optimizer) if c.lr is None else check_lr(c.lr) for c in configs]
+    )
+    if all(c.weight_decay is None for c in configs):
+        return lrs, None
+    decay = [
+        BUILTIN_WEIGHT_DECAY[c.optimizer] if c.weight_decay is None
+        else check_weight_decay(c.weight_decay)
+        for c in configs
+    ]  # fmt: skip
+    return lrs, torch.tensor(decay)
+
+
+def _deferred(
+    late: Any, drw_epochs: Sequence[int] | None, k: int, c: int, epochs: int
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Validate deferred re-weighting: late weights (K, C) and each slice's switch epoch (K,)."""
+    if late is None and drw_epochs is None:
+        return None, None
+    if late is None or drw_epochs is None or len(drw_epochs) != k:
+        raise InvalidValueError(
+            expected("late_class_weights, drw_epochs",
+                     f"to be given together, one late (C,) vector and one epoch per config ({k})",
+                     "one without the other, or the wrong length",
+                     "Pass both (epochs >= the run's length never switch), or neither.")
+        )  # fmt: skip
+    return _weights(late, k, c), torch.tensor([min(int(e), epochs) for e in drw_epochs])
+
+
 def train_stack(
     data: LabData,
     configs: Sequence[TrialConfig],
@@ -279,8 +353,27 @@ def train_stack(
     checkpoint: Checkpoint = "best",
     progress: ProgressFn | None = None,
     diagnostics: bool = False,
+    late_class_weights: Sequence[npt.ArrayLike] | npt.ArrayLike | None = None,
+    drw_epochs: Sequence[int] | None = None,
+    patience: int | None = None,
+    on_epoch: EpochHook | None = None,
+    evaluate_test: bool = True,
 ) -> list[TrialResult]:
     """Train the K trials of one stack as one vectorized model.
+
+    Slices leave the stack as they finish: a slice that diverged, one whose
+    validation score has not improved for ``patience`` epochs (early
+    stopping; it reports its best epoch) and one that ``on_epoch`` prunes
+    are cut out of the stacked parameters and the optimizer state
+    (:func:`~weightlab.lab.stacked.select_slices`), so the remaining slices
+    train on at the cost of a smaller stack. Every slice has its own learning
+    rate (``config.lr``) and decoupled weight decay (``config.weight_decay``):
+    with one shared rate the optimizer steps at it; otherwise it steps at rate
+    1 and each slice's update is scaled by its rate, which is exact because
+    every lab update rule is linear in the rate given its state
+    (:mod:`weightlab.lab.optim`). Weight decay, when a config sets it, is
+    :math:`\\theta \\leftarrow \\theta - \\eta_k \\lambda_k \\theta` after each step
+    for every optimizer (AdamW's rule).
 
     Args:
         data: the loaded data (:func:`weightlab.lab.data.load_data`); the
@@ -299,11 +392,23 @@ def train_stack(
             (:func:`weightlab.diagnostics.record_diagnostics`) at initialisation
             and after training, in ``extra["diagnostics"] = {"init": ...,
             "final": ...}``.
+        late_class_weights: deferred re-weighting: the class weights (K, C)
+            each slice switches to at its epoch of ``drw_epochs`` (0-based; the
+            run's length or more: never).
+        drw_epochs: see ``late_class_weights``.
+        patience: stop a slice after this many epochs without a better
+            validation score (``None``: train every epoch).
+        on_epoch: a pruner, see :data:`EpochHook`; pruned slices get
+            ``status="pruned"`` with their curves so far.
+        evaluate_test: ``False`` leaves the test split alone (a tuner selects
+            on validation; the results then hold no test metrics or logits).
 
     Returns:
-        One :class:`~weightlab.lab.trial.TrialResult` per config, in order.
-        ``timings`` holds the trial's share of the stack's time (``"train"``,
-        ``"eval"``) and the whole stack's (``"stack_train"``, ``"stack_eval"``).
+        One :class:`~weightlab.lab.trial.TrialResult` per config, in order;
+        ``extra["val_metrics"]`` holds the validation metrics at the reported
+        epoch. ``timings`` holds the trial's share of the stack's time
+        (``"train"``, ``"eval"``) and the whole stack's (``"stack_train"``,
+        ``"stack_eval"``).
 
     Raises:
         InvalidValueError: configs from different stacks, a bad name or setting.
@@ -322,43 +427,61 @@ def train_stack(
     _check_stack(configs)
     retain_freed_memory()
     _check_metric(val_metric, checkpoint)
+    _check_patience(patience)
     cfg0 = configs[0]
     check_arch(cfg0.arch)
     _check_config(cfg0, len(data.y_train))
     k, c = len(configs), data.num_classes
-    w = _weights(class_weights, k, c)
+    w_all = _weights(class_weights, k, c)
+    late_all, drw_all = _deferred(late_class_weights, drw_epochs, k, c, cfg0.epochs)
+    lrs, decay = _rates(configs)
+    per_slice = _per_slice(loss_fn, k)  # validates a sequence of losses
+    fns_all = [loss_fn] * k if callable(loss_fn) else list(loss_fn)
     d = data.inputs(cfg0.arch)
-    model = build_stacked(
-        cfg0.arch,
-        d.arch_shape(cfg0.arch),
-        c,
-        [cfg.seed for cfg in configs],
-        **dict(cfg0.model_params),
-    )
-    diagnose = _stack_diagnostics(model, cfg0, d, w, loss_fn, k) if diagnostics else None
-    diag_init = diagnose() if diagnose else [None] * k
+    mp = dict(cfg0.model_params)
+    model = build_stacked(cfg0.arch, d.arch_shape(cfg0.arch), c, [cfg.seed for cfg in configs], **mp)
+    diag_init = diagnose_stack(model, cfg0.arch, d, w_all, fns_all, mp) if diagnostics else None
     params = list(model.parameters())
-    opt = make_optimizer(cfg0.optimizer, params, lr=cfg0.lr)
+    shared_lr = bool((lrs == lrs[0]).all())
+    opt = make_optimizer(
+        cfg0.optimizer, params, lr=float(lrs[0]) if shared_lr else 1.0,
+        weight_decay=None if decay is None else 0.0,
+    )  # fmt: skip
+    rescale = not shared_lr or decay is not None
     epochs, bs = cfg0.epochs, cfg0.batch_size
     n = len(d.y_train)
     orders = torch.stack([epoch_orders(cfg.seed, epochs, n) for cfg in configs], 1)  # (E, K, N)
-    per_slice = _per_slice(loss_fn, k)
+    idx = torch.arange(k)  # the configs still in the stack, in stack order
     alive = torch.ones(k, dtype=torch.bool)
     all_alive = on_cpu = d.x_train.device.type == "cpu"
     failed_at = torch.zeros(k, dtype=torch.long)
-    loss_curve, val_curve = [], []
+    losses: list[list[float]] = [[] for _ in range(k)]
+    vals: list[list[float]] = [[] for _ in range(k)]
+    pruned: dict[int, str] = {}
+    stopped: dict[int, int] = {}  # early-stopped slice -> its last epoch
+    saved: dict[int, list[torch.Tensor]] = {}  # a slice that left the stack: its checkpoint
     best_val = torch.full((k,), -math.inf)
+    since_best = torch.zeros(k, dtype=torch.long)
     best = [p.detach().clone() for p in params] if checkpoint == "best" else []
     t_train = t_eval = 0.0
     for epoch in range(epochs):
+        m = len(idx)
+        if m == 0:
+            break
         t0 = time.perf_counter()
-        order = orders[epoch]
+        w = w_all.index_select(0, idx)
+        if late_all is not None and drw_all is not None:
+            late = (epoch >= drw_all.index_select(0, idx)).view(-1, 1)
+            w = torch.where(late, late_all.index_select(0, idx), w)
+        scale = lrs.index_select(0, idx)
+        shrink = scale * decay.index_select(0, idx) if decay is not None else None
+        order = orders[epoch].index_select(0, idx)
         # one gather per epoch, (K, N, ...); index_select over the flattened order
         # is ~3.5x faster than advanced indexing with a (K, N) index on the CPU
         flat = order.reshape(-1)
-        xs = d.x_train.index_select(0, flat).view(k, n, *d.x_train.shape[1:])
-        ys = d.y_train.index_select(0, flat).view(k, n)
-        epoch_sum = torch.zeros(k)
+        xs = d.x_train.index_select(0, flat).view(m, n, *d.x_train.shape[1:])
+        ys = d.y_train.index_select(0, flat).view(m, n)
+        epoch_sum = torch.zeros(m)
         for start in range(0, n, bs):
             xb, yb = xs[:, start : start + bs], ys[:, start : start + bs]
             logits = model(xb)
@@ -374,7 +497,7 @@ def train_stack(
             if healthy:
                 masked = mean
             else:
-                failed_at = torch.where(alive & ~finite, epoch + 1, failed_at)
+                failed_at[idx] = torch.where(alive & ~finite, epoch + 1, failed_at[idx])
                 alive = alive & finite
                 masked = torch.where(alive, mean, 0.0)
                 all_alive = on_cpu and bool(alive.all())
@@ -385,59 +508,155 @@ def train_stack(
                 for p in params:
                     if p.grad is not None:
                         p.grad.masked_fill_(dead.view(-1, *([1] * (p.dim() - 1))), 0.0)
+            before = [p.detach().clone() for p in params] if rescale else []
             opt.step()
+            if rescale:
+                _rescale_step(params, before, scale, shrink, shared_lr)
             epoch_sum += masked.detach() * yb.shape[1]
-        loss_curve.append(epoch_sum / n)
         t1 = time.perf_counter()
         with torch.no_grad():
-            score = stacked_val_metric(stacked_logits(model, d.x_val, k), d.y_val, val_metric)
-            val_curve.append(score)
+            score = stacked_val_metric(stacked_logits(model, d.x_val, m), d.y_val, val_metric)
+            better = alive & (score > best_val)
+            best_val = torch.where(better, score, best_val)
+            since_best = torch.where(better, 0, since_best + 1)
             if checkpoint == "best":
-                better = alive & (score > best_val)
-                best_val = torch.where(better, score, best_val)
-                if on_cpu:  # copy only the slices that improved (reading the mask is free)
-                    idx = torch.nonzero(better).flatten()
-                    if len(idx):
-                        for b, p in zip(best, params, strict=True):
-                            b.index_copy_(0, idx, p.index_select(0, idx))
-                else:
-                    for b, p in zip(best, params, strict=True):
-                        b.copy_(torch.where(better.view(-1, *([1] * (p.dim() - 1))), p, b))
+                _keep_best(best, params, better, on_cpu)
         t_train += t1 - t0
         t_eval += time.perf_counter() - t1
+        ids, scores = idx.tolist(), score.tolist()
+        for i, loss, val in zip(ids, (epoch_sum / n).tolist(), scores, strict=True):
+            losses[i].append(loss)
+            vals[i].append(val)
+        leaving = _leaving(ids, alive, since_best, patience, epoch + 1 < epochs)
+        stopped.update({i: epoch + 1 for i in leaving if bool(alive[ids.index(i)])})
+        if on_epoch is not None:
+            live = [(i, s) for i, s, a in zip(ids, scores, alive.tolist(), strict=True)
+                    if a and i not in leaving]  # fmt: skip
+            verdicts = on_epoch(epoch + 1, [i for i, _ in live], [s for _, s in live])
+            for i, reason in verdicts.items():
+                pruned[i] = reason or f"pruned at epoch {epoch + 1}"
+                leaving.add(i)
+        if leaving and epoch + 1 < epochs:
+            keep = [pos for pos, i in enumerate(ids) if i not in leaving]
+            for pos, i in enumerate(ids):
+                if i in stopped and i not in pruned:
+                    saved[i] = [(best or params)[j][pos].clone() for j in range(len(params))]
+            keep_t = torch.tensor(keep, dtype=torch.long)
+            select_slices(model, keep_t, opt, [best] if best else [])
+            params = list(model.parameters())
+            idx, alive = idx.index_select(0, keep_t), alive.index_select(0, keep_t)
+            best_val, since_best = best_val[keep_t], since_best[keep_t]
+            per_slice = _per_slice([fns_all[i] for i in idx.tolist()] or fns_all[:1], max(1, len(keep)))
+            all_alive = on_cpu and bool(alive.all())
         if progress is not None:
             progress(epoch + 1, epochs)
+    fails = failed_at.tolist()
+    report = [i for i in range(k) if not fails[i] and i not in pruned]
     t1 = time.perf_counter()
+    val_logits = test_logits = None
+    diag_final: list[dict[str, Any] | None] = [None] * len(report)
+    if report:
+        with torch.no_grad():
+            _load_slices(model, params, best, idx.tolist(), saved, report)
+            val_logits = stacked_logits(model, d.x_val, len(report)).numpy()
+            if evaluate_test:
+                test_logits = stacked_logits(model, d.x_test, len(report)).numpy()
+        if diagnostics:
+            fns = [fns_all[i] for i in report]
+            diag_final = diagnose_stack(model, cfg0.arch, d, w_all[report], fns, mp)
+    t_eval += time.perf_counter() - t1
+    timings = {"train": t_train / k, "eval": t_eval / k, "stack_train": t_train, "stack_eval": t_eval}
+    at = {i: pos for pos, i in enumerate(report)}
+    results = []
+    for i, cfg in enumerate(configs):
+        extra: dict[str, Any] = {"stack_size": k, "checkpoint": checkpoint}
+        if i in stopped and i not in pruned:
+            extra["stopped_epoch"] = stopped[i]
+        if diag_init is not None:
+            final = diag_final[at[i]] if i in at else None
+            extra["diagnostics"] = {"init": diag_init[i], "final": final}
+        pos = at.get(i)
+        results.append(
+            _finish(
+                cfg, losses[i], vals[i], fails[i],
+                None if test_logits is None or pos is None else test_logits[pos],
+                data, dict(timings), extra, pruned=pruned.get(i, ""),
+                val_logits=None if val_logits is None or pos is None else val_logits[pos],
+            )
+        )  # fmt: skip
+    return results
+
+
+def _rescale_step(
+    params: list[torch.Tensor],
+    before: list[torch.Tensor],
+    lr: torch.Tensor,
+    shrink: torch.Tensor | None,
+    shared_lr: bool,
+) -> None:
+    """Per-slice rates: ``p = b + lr_k (p - b)`` after a rate-1 step, then ``p -= lr_k wd_k b``."""
     with torch.no_grad():
-        if checkpoint == "best":
+        for p, b in zip(params, before, strict=True):
+            view = (-1, *([1] * (p.dim() - 1)))
+            if not shared_lr:
+                p.sub_(b).mul_(lr.view(view)).add_(b)
+            if shrink is not None:
+                p.sub_(b * shrink.view(view))
+
+
+def _keep_best(
+    best: list[torch.Tensor], params: list[torch.Tensor], better: torch.Tensor, on_cpu: bool
+) -> None:
+    """Copy the slices whose validation score improved into the best checkpoint."""
+    if on_cpu:  # copy only the slices that improved (reading the mask is free)
+        idx = torch.nonzero(better).flatten()
+        if len(idx):
+            for b, p in zip(best, params, strict=True):
+                b.index_copy_(0, idx, p.index_select(0, idx))
+    else:
+        for b, p in zip(best, params, strict=True):
+            b.copy_(torch.where(better.view(-1, *([1] * (p.dim() - 1))), p, b))
+
+
+def _leaving(
+    ids: list[int], alive: torch.Tensor, since_best: torch.Tensor, patience: int | None,
+    more: bool,
+) -> set[int]:
+    """Slices that leave the stack after this epoch: diverged, or out of patience."""
+    if not more:
+        return set()
+    gone = {i for i, a in zip(ids, alive.tolist(), strict=True) if not a}
+    if patience is not None:
+        tired = (since_best >= patience).tolist()
+        gone |= {i for i, t in zip(ids, tired, strict=True) if t}
+    return gone
+
+
+def _load_slices(
+    model: nn.Module,
+    params: list[torch.Tensor],
+    best: list[torch.Tensor],
+    ids: list[int],
+    saved: dict[int, list[torch.Tensor]],
+    report: list[int],
+) -> None:
+    """Put the reported slices' checkpoints into the stack, in ``report`` order."""
+    final = best or params
+    if not saved and ids == report:
+        if best:
             for p, b in zip(params, best, strict=True):
                 p.copy_(b)
-        test_logits = stacked_logits(model, d.x_test, k).numpy()
-    t_eval += time.perf_counter() - t1
-    diag_final = diagnose() if diagnose else [None] * k
-    losses = torch.stack(loss_curve, 1).tolist()
-    vals = torch.stack(val_curve, 1).tolist()
-    fails = failed_at.tolist()
-    timings = {
-        "train": t_train / k,
-        "eval": t_eval / k,
-        "stack_train": t_train,
-        "stack_eval": t_eval,
-    }
-    return [
-        _finish(
-            cfg,
-            losses[i],
-            vals[i],
-            fails[i],
-            test_logits[i],
-            data,
-            dict(timings),
-            {"stack_size": k, "checkpoint": checkpoint}
-            | ({"diagnostics": {"init": diag_init[i], "final": diag_final[i]}} if diagnose else {}),
-        )
-        for i, cfg in enumerate(configs)
+        return
+    at = {i: pos for pos, i in enumerate(ids)}
+    stacked = [
+        torch.stack([saved[i][j] if i in saved else final[j][at[i]] for i in report])
+        for j in range(len(params))
     ]
+    order = iter(stacked)
+    replace_slices(model, lambda _: next(order))
+    for mod in model.modules():
+        if hasattr(mod, "k"):
+            mod.k = len(report)
 
 
 def stacked_logits(model: nn.Module, x: torch.Tensor, k: int) -> torch.Tensor:
@@ -458,20 +677,6 @@ def stacked_logits(model: nn.Module, x: torch.Tensor, k: int) -> torch.Tensor:
     if len(x) <= rows:
         return model(xs)  # type: ignore[no-any-return]
     return torch.cat([model(xs[:, s : s + rows]) for s in range(0, len(x), rows)], 1)
-
-
-def _stack_diagnostics(
-    model: nn.Module,
-    cfg0: TrialConfig,
-    d: LabData,
-    w: torch.Tensor,
-    loss_fn: LossFn | Sequence[LossFn],
-    k: int,
-) -> Callable[[], list[dict[str, Any] | None]]:
-    """A snapshot function: every slice's gradient diagnostics at the model's current state."""
-    fns = list(loss_fn) if isinstance(loss_fn, Sequence) else [loss_fn] * k
-    mp = dict(cfg0.model_params)
-    return lambda: diagnose_stack(model, cfg0.arch, d, w, fns, mp)
 
 
 def _per_slice(loss_fn: LossFn | Sequence[LossFn], k: int) -> Callable[..., LossParts]:
@@ -536,6 +741,11 @@ def train_single(
     checkpoint: Checkpoint = "best",
     progress: ProgressFn | None = None,
     diagnostics: bool = False,
+    late_class_weight: npt.ArrayLike | None = None,
+    drw_epoch: int | None = None,
+    patience: int | None = None,
+    on_epoch: EpochHook | None = None,
+    evaluate_test: bool = True,
 ) -> TrialResult:
     """Train one trial with a plain loop: the reference for :func:`train_stack`.
 
@@ -557,6 +767,9 @@ def train_single(
         progress: called as ``progress(epoch, epochs)`` after each epoch.
         diagnostics: record gradient diagnostics at initialisation and after
             training, as :func:`train_stack` does.
+        late_class_weight, drw_epoch: deferred re-weighting, as :func:`train_stack`'s.
+        patience, on_epoch, evaluate_test: as :func:`train_stack`'s (``on_epoch``
+            sees the one slice as index 0).
 
     Raises:
         InvalidValueError, ShapeMismatchError, InvalidWeightError: as :func:`train_stack`.
@@ -569,29 +782,44 @@ def train_single(
         'done'
     """
     _check_metric(val_metric, checkpoint)
+    _check_patience(patience)
     _check_config(config, len(data.y_train))
     retain_freed_memory()
     c = data.num_classes
-    w = _weights([class_weight], 1, c)[0]
+    w_early = _weights([class_weight], 1, c)[0]
+    late_w, drw = _deferred(
+        None if late_class_weight is None else [late_class_weight],
+        None if drw_epoch is None else [drw_epoch], 1, c, config.epochs,
+    )  # fmt: skip
+    lrs, decay = _rates([config])
     lab_arch = config.arch in ARCHITECTURES
     d = data.inputs(config.arch) if lab_arch else data
     if model is None:
         check_arch(config.arch)
         shape = d.arch_shape(config.arch)
         model = build_model(config.arch, shape, c, seed=config.seed, **dict(config.model_params))
-    diagnose = single_diagnostics(model, d, w, loss_fn) if diagnostics else None
+    diagnose = single_diagnostics(model, d, w_early, loss_fn) if diagnostics else None
     diag_init = diagnose() if diagnose else None
-    opt = make_optimizer(config.optimizer, model.parameters(), lr=config.lr)
+    opt = make_optimizer(
+        config.optimizer, model.parameters(), lr=float(lrs[0]),
+        weight_decay=None if decay is None else 0.0,
+    )  # fmt: skip
+    shrink = None if decay is None else float(lrs[0] * decay[0])
     epochs, bs, n = config.epochs, config.batch_size, len(d.y_train)
     orders = epoch_orders(config.seed, epochs, n)
     failed_epoch = 0
     losses: list[float] = []
     vals: list[float] = []
     best_val = -math.inf
+    since_best = 0
+    pruned = ""
+    stopped = 0
     best_state: dict[str, torch.Tensor] = {}
     t_train = t_eval = 0.0
     for epoch in range(epochs):
         t0 = time.perf_counter()
+        late = late_w is not None and drw is not None and epoch >= int(drw[0])
+        w = late_w[0] if late and late_w is not None else w_early
         model.train()
         total = torch.zeros(())
         for start in range(0, n, bs):
@@ -604,7 +832,12 @@ def train_single(
                 break
             opt.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
+            before = [p.detach().clone() for p in model.parameters()] if shrink else []
             opt.step()
+            if shrink:
+                with torch.no_grad():
+                    for p, b in zip(model.parameters(), before, strict=True):
+                        p.sub_(b * shrink)
             total += loss.detach() * len(yb)
         t1 = time.perf_counter()
         t_train += t1 - t0
@@ -615,33 +848,39 @@ def train_single(
         with torch.no_grad():
             score = float(stacked_val_metric(model(d.x_val).unsqueeze(0), d.y_val, val_metric)[0])
         vals.append(score)
+        since_best = 0 if score > best_val else since_best + 1
         if checkpoint == "best" and score > best_val:
-            best_val = score
             best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
+        best_val = max(best_val, score)
         t_eval += time.perf_counter() - t1
         if progress is not None:
             progress(epoch + 1, epochs)
-    logits = None
+        if on_epoch is not None:
+            verdict = on_epoch(epoch + 1, [0], [score])
+            if 0 in verdict:
+                pruned = verdict[0] or f"pruned at epoch {epoch + 1}"
+                break
+        if patience is not None and since_best >= patience and epoch + 1 < epochs:
+            stopped = epoch + 1
+            break
+    logits = val_logits = None
     t1 = time.perf_counter()
-    if not failed_epoch:
+    if not failed_epoch and not pruned:
         if best_state:
             model.load_state_dict(best_state)
         model.eval()
         with torch.no_grad():
-            logits = model(d.x_test).numpy()
+            val_logits = model(d.x_val).numpy()
+            logits = model(d.x_test).numpy() if evaluate_test else None
     t_eval += time.perf_counter() - t1
     extra: dict[str, Any] = {"stack_size": 1, "checkpoint": checkpoint}
+    if stopped:
+        extra["stopped_epoch"] = stopped
     if diagnose:
-        final = None if failed_epoch else diagnose()
+        final = None if failed_epoch or pruned else diagnose()
         extra["diagnostics"] = {"init": diag_init, "final": final}
     timings = {"train": t_train, "eval": t_eval}
     return _finish(
-        config,
-        losses,
-        vals,
-        failed_epoch,
-        logits,
-        data,
-        timings,
-        extra,
-    )
+        config, losses, vals, failed_epoch, logits, data, timings, extra,
+        pruned=pruned, val_logits=val_logits,
+    )  # fmt: skip

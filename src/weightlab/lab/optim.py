@@ -33,12 +33,55 @@ import torch
 
 from weightlab.errors import InvalidValueError, expected, names
 
-__all__ = ["DEFAULT_LR", "OPTIMIZERS", "default_lr", "make_optimizer"]
+__all__ = [
+    "BUILTIN_WEIGHT_DECAY",
+    "DEFAULT_LR",
+    "OPTIMIZERS",
+    "check_lr",
+    "check_weight_decay",
+    "default_lr",
+    "make_optimizer",
+]
 
 #: The lab's optimizers.
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 #: Default learning rate of each optimizer, tuned for the lab's small networks.
 DEFAULT_LR = {"sgd": 0.05, "adam": 3e-3, "adamw": 3e-3, "rmsprop": 1e-3}
+#: The decoupled weight decay each optimizer applies when a trial sets none.
+BUILTIN_WEIGHT_DECAY = {"sgd": 0.0, "adam": 0.0, "adamw": 0.01, "rmsprop": 0.0}
+
+
+def check_lr(lr: object) -> float:
+    """Return ``lr`` as a float if it is a positive finite number, else raise naming the fix.
+
+    Example:
+        >>> check_lr(0.1)
+        0.1
+    """
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < float("inf"):
+        raise InvalidValueError(
+            expected("lr", "to be a positive finite number", repr(lr), "Use e.g. lr=1e-3.")
+        )
+    return float(lr)
+
+
+def check_weight_decay(weight_decay: object) -> float:
+    """Return ``weight_decay`` as a float if it is a finite number >= 0, else raise.
+
+    Example:
+        >>> check_weight_decay(1e-4)
+        0.0001
+    """
+    if (
+        isinstance(weight_decay, bool)
+        or not isinstance(weight_decay, int | float)
+        or not 0 <= weight_decay < float("inf")
+    ):
+        raise InvalidValueError(
+            expected("weight_decay", "to be a finite number >= 0", repr(weight_decay),
+                     "Use e.g. weight_decay=1e-4, or None for the optimizer's own.")
+        )  # fmt: skip
+    return float(weight_decay)
 
 
 def _check_name(name: str) -> None:
@@ -60,7 +103,11 @@ def default_lr(name: str) -> float:
 
 
 def make_optimizer(
-    name: str, params: Iterable[torch.nn.Parameter], *, lr: float | None = None
+    name: str,
+    params: Iterable[torch.nn.Parameter],
+    *,
+    lr: float | None = None,
+    weight_decay: float | None = None,
 ) -> torch.optim.Optimizer:
     """Build the lab optimizer ``name`` over ``params``.
 
@@ -71,6 +118,8 @@ def make_optimizer(
         name: ``"sgd"``, ``"adam"``, ``"adamw"`` or ``"rmsprop"``.
         params: the parameters (stacked or plain).
         lr: learning rate; ``None`` uses :data:`DEFAULT_LR`.
+        weight_decay: replaces AdamW's decoupled decay (``None``: its 0.01);
+            the engines pass 0 and apply a trial's own decay themselves.
 
     Raises:
         InvalidValueError: an unknown name or a learning rate that is not a
@@ -82,11 +131,8 @@ def make_optimizer(
         ('AdamW', 0.003, 0.01)
     """
     _check_name(name)
-    rate = DEFAULT_LR[name] if lr is None else lr
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate < float("inf"):
-        raise InvalidValueError(
-            expected("lr", "to be a positive finite number", repr(lr), "Use e.g. lr=1e-3.")
-        )
+    rate = DEFAULT_LR[name] if lr is None else check_lr(lr)
+    decay = BUILTIN_WEIGHT_DECAY["adamw"] if weight_decay is None else weight_decay
     params = list(params)
     fused = bool(params) and all(p.device.type == "cpu" for p in params)
     if name == "sgd":
@@ -94,5 +140,5 @@ def make_optimizer(
     if name == "adam":
         return torch.optim.Adam(params, lr=rate, fused=fused or None)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=rate, weight_decay=0.01, fused=fused or None)
+        return torch.optim.AdamW(params, lr=rate, weight_decay=decay, fused=fused or None)
     return torch.optim.RMSprop(params, lr=rate, alpha=0.99)

@@ -45,6 +45,8 @@ __all__ = [
     "StackedModel",
     "StackedRNN",
     "VmapStack",
+    "replace_slices",
+    "select_slices",
 ]
 
 
@@ -81,6 +83,76 @@ class StackedModel(nn.Module):
             raise InvalidValueError(
                 expected("k", f"to index a slice in [0, {self.k})", repr(k), "Pick a valid slice.")
             )
+
+
+def select_slices(
+    model: StackedModel,
+    index: torch.Tensor,
+    optimizer: torch.optim.Optimizer | None = None,
+    sources: Sequence[list[torch.Tensor]] = (),
+) -> None:
+    """Keep only the slices ``index`` (in that order) of a stack, in place, and of its optimizer.
+
+    Every parameter and buffer of ``model`` has the slice axis first, so the
+    stack shrinks by ``index_select`` on dim 0 (each parameter is replaced by
+    a new one, in the model and in ``optimizer``); so do the optimizer's state
+    tensors of each parameter's shape (momentum, Adam's moments) and the
+    tensors of each list in ``sources`` (one per parameter, e.g. a best
+    checkpoint). Training the kept slices on is exactly training them in a
+    stack of their own (every update rule is element-wise, see
+    :mod:`weightlab.lab.optim`).
+
+    Example:
+        >>> stack = VmapStack([nn.Linear(3, 2) for _ in range(3)])
+        >>> x = torch.randn(3, 4, 3)
+        >>> before = stack(x)
+        >>> select_slices(stack, torch.tensor([2, 0]))
+        >>> stack.k, torch.allclose(stack(x[[2, 0]]), before[[2, 0]])
+        (2, True)
+    """
+    k = model.k
+    with torch.no_grad():
+        replace_slices(model, lambda t: t.index_select(0, index.to(t.device)), optimizer)
+        for tensors in sources:
+            tensors[:] = [t.index_select(0, index.to(t.device)) for t in tensors]
+    for mod in model.modules():
+        if isinstance(mod, StackedModel) or (hasattr(mod, "k") and mod.k == k):
+            mod.k = len(index)
+
+
+def replace_slices(
+    model: nn.Module,
+    change: Callable[[torch.Tensor], torch.Tensor],
+    optimizer: torch.optim.Optimizer | None = None,
+) -> None:
+    """Replace every parameter ``p`` of ``model`` by ``nn.Parameter(change(p))``, and its state.
+
+    Buffers with the model's slice axis change too. New parameter objects
+    (rather than a new ``.data``) keep autograd's bookkeeping of shapes
+    right; ``optimizer``'s groups and state follow them, state tensors of the
+    parameter's shape passed through ``change``.
+    """
+    swap: dict[int, nn.Parameter] = {}
+    k = getattr(model, "k", None)
+    for mod in model.modules():
+        for name, p in list(mod._parameters.items()):
+            if p is None:
+                continue
+            new = nn.Parameter(change(p.detach()), requires_grad=p.requires_grad)
+            mod._parameters[name] = new
+            swap[id(p)] = new
+            if optimizer is not None and p in optimizer.state:
+                state = optimizer.state.pop(p)
+                optimizer.state[new] = {
+                    key: change(v) if torch.is_tensor(v) and v.shape == p.shape else v
+                    for key, v in state.items()
+                }
+        for name, b in list(mod._buffers.items()):
+            if b is not None and b.dim() > 0 and b.shape[0] == k:
+                mod._buffers[name] = change(b)
+    if optimizer is not None:
+        for group in optimizer.param_groups:
+            group["params"] = [swap.get(id(p), p) for p in group["params"]]
 
 
 class VmapStack(StackedModel):
