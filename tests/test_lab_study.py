@@ -4,8 +4,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from weightlab.errors import InvalidValueError
+from weightlab.lab import summary as summary_mod
+from weightlab.lab.metrics import compute_metrics
 from weightlab.lab.sources import GridSource, TrialSource
 from weightlab.lab.store import MemoryStore
 from weightlab.lab.store_sqlite import SQLiteStore
@@ -302,11 +305,15 @@ def test_workers_run_stacks_in_processes(tmp_path):
 # -- summary ---------------------------------------------------------------------------
 
 
-def _result(arch, opt, weighting, seed, value, alpha=None, status="done"):
+def _result(arch, opt, weighting, seed, value, alpha=None, status="done", val=None):
     cfg = TrialConfig("digits-lt", arch, opt, weighting, alpha, seed)
     if status == "failed":
         return TrialResult(cfg, "failed", reason="non-finite loss at epoch 1")
-    return TrialResult(cfg, "done", metrics={"balanced_accuracy": value, "ece": 1 - value})
+    if status != "done":
+        return TrialResult(cfg, status)
+    return TrialResult(cfg, "done", metrics={"balanced_accuracy": value, "ece": 1 - value},
+                       val_metric=[(value if val is None else val) - 0.1,
+                                   value if val is None else val])  # fmt: skip
 
 
 def _grid():
@@ -326,68 +333,185 @@ def _grid():
     return out
 
 
-def test_summarize_ranks_with_mean_std_and_gain():
+def test_summarize_ranks_on_validation_with_paired_gains_and_intervals():
     s = summarize(_grid(), "balanced_accuracy")
     assert [(c.arch, c.optimizer) for c in s.cells] == [("mlp", "sgd"), ("gru", "adam")]
     mlp = s.cells[0]
     assert [w.weighting for w in mlp.ranking] == ["balanced", "power(a=0.5)", "none"]
-    assert mlp.ranking[0].mean == pytest.approx(0.71)
-    assert mlp.ranking[0].std == pytest.approx(np.std([0.70, 0.72], ddof=1))
-    assert mlp.ranking[0].gain == pytest.approx(0.20)
+    top = mlp.ranking[0]
+    assert top.mean == pytest.approx(0.71)
+    assert top.std == pytest.approx(np.std([0.70, 0.72], ddof=1))
+    assert top.gain == pytest.approx(0.20)
+    # no logits stored: the interval is the paired t interval of the per-seed gains (0.2, 0.2)
+    assert (top.gain_low, top.gain_high) == pytest.approx((0.2, 0.2))
+    assert top.p_best == pytest.approx(1.0) and top.mark == "chosen"
     gru = s.cells[1]
     assert [w.weighting for w in gru.ranking] == ["power(a=0.5)", "none", "balanced"]
     assert gru.ranking[2].gain == pytest.approx(-0.05)
-    assert s.answer.startswith(
-        "No: the best weighting by balanced_accuracy depends on the network: "
-        "'balanced' in 1 (mlp/sgd); 'power(a=0.5)' in 1 (gru/adam)."
-    )
-    assert "ranges from +0.040 (gru/adam) to +0.200 (mlp/sgd)" in s.answer
-    assert "'balanced' changes the metric by +0.200 with mlp/sgd but by -0.050 with gru/adam" in (
-        s.answer
-    )
+    ref = stats.ttest_rel([0.85, 0.83], [0.8, 0.8]).confidence_interval()
+    assert (gru.ranking[0].gain_low, gru.ranking[0].gain_high) == pytest.approx((ref.low,
+                                                                                  ref.high))
+    assert "ranked on the best epoch of the stored validation curve" in s.answer
+    assert "mlp/sgd: 'balanced' (P(best) 1.00, gain +0.200 [+0.200, +0.200]" in s.answer
+    assert "twice the seed noise" not in s.answer and s.verdict in ("yes", "no", "inconclusive")
 
 
-def test_summarize_lower_is_better_metric_flips_ranking():
+def test_validation_decides_the_ranking_not_test():
+    # 'balanced' is better on test, 'power' on validation: the ranking follows validation
+    res = [_result("mlp", "sgd", "none", s, 0.5, val=0.5) for s in (0, 1)]
+    res += [_result("mlp", "sgd", "balanced", s, 0.8, val=0.6) for s in (0, 1)]
+    res += [_result("mlp", "sgd", "power", s, 0.7, alpha=0.5, val=0.7) for s in (0, 1)]
+    cell = summarize(res, "balanced_accuracy").cells[0]
+    assert [w.weighting for w in cell.ranking] == ["power(a=0.5)", "balanced", "none"]
+    assert cell.ranking[1].mark == "better on test"
+    # stored validation metrics at the checkpoint epoch win over the curve
+    for r in res:
+        r.extra["val_metrics"] = {"balanced_accuracy": r.metrics["balanced_accuracy"]}
+    s = summarize(res, "balanced_accuracy")
+    assert s.cells[0].best.weighting == "balanced"
+    assert s.selection == "validation balanced_accuracy at the checkpoint epoch"
+
+
+def test_summarize_lower_is_better_metric_flips_the_gain_sign():
     s = summarize(_grid(), "ece")
     assert s.higher_is_better is False
-    assert s.cells[0].ranking[0].weighting == "balanced"  # lowest ece = 1 - highest value
-    assert s.cells[0].ranking[0].gain == pytest.approx(0.20)  # positive gain = better
+    bal = next(w for w in s.cells[0].ranking if w.weighting == "balanced")
+    assert bal.gain == pytest.approx(0.20)  # positive gain = better (lower ece)
+    # no ece curve is stored: the ranking falls back to test, and says so
+    assert s.cells[0].ranking[0].weighting == "balanced"
+    assert "test ece (no validation scores are stored)" in s.answer
 
 
-def test_summarize_same_everywhere_says_so():
+def test_a_network_dependent_weight_is_a_yes_and_a_uniform_one_a_no():
+    rng = np.random.default_rng(0)
     res = []
-    for arch in ("mlp", "cnn"):
-        for seed, (a, b) in enumerate([(0.5, 0.6), (0.52, 0.61)]):
-            res.append(_result(arch, "sgd", "none", seed, a))
-            res.append(_result(arch, "sgd", "balanced", seed, b))
+    for arch, gain in (("mlp", 0.3), ("cnn", 0.3), ("gru", -0.1), ("lstm", -0.1)):
+        for seed in range(3):
+            base = 0.6 + rng.normal(0, 0.005)
+            res.append(_result(arch, "sgd", "none", seed, base))
+            res.append(_result(arch, "sgd", "balanced", seed, base + gain + rng.normal(0, 0.005)))
     s = summarize(res, "balanced_accuracy")
-    assert s.answer.startswith(
-        "Roughly yes: 'balanced' ranks first by balanced_accuracy in all 2 architecture/optimizer "
-        "pairs."
-    )
+    assert s.verdict == "yes"
+    assert "Does the same weight act differently in different networks? Yes: 'balanced'" in (
+        s.answer)
+    (inter,) = s.interactions
+    assert inter.difference.estimate == pytest.approx(0.4, abs=0.02)
+    assert inter.difference.excludes_zero and inter.p_holm < 0.05
+    same = [_result(r.config.arch, "sgd", r.config.weighting, r.config.seed,
+                    r.metrics["balanced_accuracy"] if r.config.weighting == "none"
+                    or r.config.arch in ("mlp", "cnn")
+                    else r.metrics["balanced_accuracy"] + 0.4) for r in res]  # fmt: skip
+    s = summarize(same, "balanced_accuracy")
+    assert s.verdict == "no", s.answer
+    assert "No: every weighting's gain agrees between networks to within 0.02" in s.answer
 
 
-def test_summarize_one_cell_failed_trials_and_rows():
+def test_few_noisy_seeds_are_inconclusive_and_say_how_many_more():
+    res = []
+    for arch, gains in (("mlp", (0.3, -0.1)), ("cnn", (0.05, 0.0))):
+        for seed, g in enumerate(gains):
+            res.append(_result(arch, "adam", "none", seed, 0.6))
+            res.append(_result(arch, "adam", "balanced", seed, 0.6 + g))
+    s = summarize(res, "balanced_accuracy")
+    assert s.verdict == "inconclusive"
+    assert "Inconclusive with 2 seed(s); about " in s.answer
+    assert "more seed(s) per cell" in s.answer and "would resolve a difference of 0.075" in (
+        s.answer)
+    assert s.interactions[0].seeds_needed > 2
+
+
+def test_undertrained_cells_are_flagged_and_not_evidence():
+    res = []
+    for arch, base in (("mlp", 0.6), ("cnn", 0.62), ("gru", 0.2)):
+        for seed in range(2):
+            res.append(_result(arch, "sgd", "none", seed, base + 0.01 * seed))
+            res.append(_result(arch, "sgd", "balanced", seed, base + 0.2 + 0.01 * seed))
+    s = summarize(res, "balanced_accuracy")
+    gru = next(c for c in s.cells if c.arch == "gru")
+    assert gru.undertrained and gru.none_balanced_accuracy == pytest.approx(0.205)
+    assert not any(c.undertrained for c in s.cells if c.arch != "gru")
+    assert "Undertrained, so not used as evidence: gru/sgd (0.205)" in s.answer
+    assert "at most 0.280" in s.answer
+    assert s.interactions[0].cells == ("mlp/sgd", "cnn/sgd")
+
+
+def test_summarize_one_cell_failed_and_pruned_trials_and_rows():
     res = [
         _result("mlp", "sgd", "none", 0, 0.5),
         _result("mlp", "sgd", "balanced", 0, 0.6),
         _result("mlp", "sgd", "balanced", 1, 0.0, status="failed"),
         _result("mlp", "sgd", "power", 0, 0.0, alpha=2.0, status="failed"),
+        _result("mlp", "sgd", "power", 1, 0.0, alpha=2.0, status="pruned"),
     ]
     s = summarize(res, "balanced_accuracy")
-    assert s.answer == (
-        "Only one architecture/optimizer pair (mlp/sgd) was run, so there is nothing to compare "
-        "across; there 'balanced' ranks first by balanced_accuracy (+0.100 over 'none'). "
-        "2 trial(s) failed (diverged) and are left out of the means."
-    )
+    assert (s.n_done, s.n_failed, s.n_pruned) == (2, 2, 1)
+    assert "Fewer than two trained cells" in s.answer
+    assert "'balanced' (P(best) 1.00, gain +0.100 (one seed: no interval))" in s.answer
+    assert "2 trial(s) failed (diverged) and are left out of the statistics." in s.answer
+    assert "1 trial(s) were pruned (or not finished) and are counted apart, not used." in s.answer
     rows = s.rows()
     assert [(r["weighting"], r["rank"], r["n"], r["failed"]) for r in rows] == [
         ("balanced", 1, 1, 1), ("none", 2, 1, 0), ("power(a=2)", None, 0, 1),
     ]  # fmt: skip
     assert rows[2]["mean"] is None and rows[2]["gain_vs_none"] is None
+    assert s.detail_rows()[2]["pruned"] == 1
     assert summarize([], "macro_f1").answer == "No trial finished, so there is nothing to compare."
     with pytest.raises(InvalidValueError, match=r"^Expected `metric` to be one of "):
         summarize(res, "auc")
+
+
+def test_coinciding_weightings_are_one_entry_with_all_their_names():
+    res = []
+    for seed in range(2):
+        res.append(_result("mlp", "sgd", "none", seed, 0.5))
+        res.append(_result("mlp", "sgd", "power", seed, 0.7, alpha=1.0))
+        res.append(_result("mlp", "sgd", "balanced", seed, 0.72))
+        res.append(_result("mlp", "sgd", "logit_adjusted", seed, 0.6))
+        res.append(_result("mlp", "sgd", "balanced_softmax", seed, 0.62))
+        res.append(_result("mlp", "sgd", "power", seed, 0.0, alpha=0.0))
+    cell = summarize(res, "balanced_accuracy").cells[0]
+    labels = [w.weighting for w in cell.ranking]
+    assert labels == ["power(a=1) = balanced", "logit_adjusted = balanced_softmax",
+                      "none = power(a=0)"]  # fmt: skip
+    assert cell.ranking[0].mean == pytest.approx(0.71) and cell.ranking[0].n == 2
+    # effective_number differs from power(a=1) by 4 % on the head class at ratio 10: two entries
+    groups = summary_mod.alias_groups(
+        [TrialConfig("digits-lt", "mlp", "sgd", w, a, 0) for w, a in
+         (("power", 1.0), ("effective_number", None), ("class_balanced", None))],
+        [100, 77, 59, 46, 35, 27, 21, 16, 12, 10])  # fmt: skip
+    assert ["class_balanced"] in groups and ["power(a=1)"] in groups
+
+
+def test_test_row_bootstrap_widens_the_interval_of_a_small_test_split():
+    """With stored logits, the interval adds the test rows' noise to the seeds'."""
+    from weightlab.lab.data import load_data
+
+    y = load_data("digits-lt").y_test.numpy()
+    rng = np.random.default_rng(1)
+
+    def logits(acc):
+        pred = np.where(rng.random(len(y)) < acc, y, rng.integers(0, 10, len(y)))
+        return np.eye(10)[pred].tolist()
+
+    res = []
+    for seed in range(3):
+        for w, acc in (("none", 0.6), ("balanced", 0.7)):
+            r = _result("mlp", "sgd", w, seed, 0.0)
+            z = logits(acc)
+            m, _ = compute_metrics(np.asarray(z), y, [100, 77, 59, 46, 35, 27, 21, 16, 12, 10])
+            r.metrics.update(m)
+            r.test_logits = z
+            res.append(r)
+    s = summarize(res, "balanced_accuracy")
+    top = s.cells[0].ranking[0]
+    d = [res[2 * k + 1].metrics["balanced_accuracy"] - res[2 * k].metrics["balanced_accuracy"]
+         for k in range(3)]  # fmt: skip
+    t_only = stats.ttest_rel(np.asarray(d), np.zeros(3)).confidence_interval()
+    assert top.gain == pytest.approx(np.mean(d))
+    assert (top.gain_high - top.gain_low) > 0 and "paired bootstrap of the test rows" in s.answer
+    assert s.interval.startswith("95 % t interval over the paired per-seed differences plus")
+    # the test term is there: the interval is not the seed-only one
+    assert (top.gain_low, top.gain_high) != pytest.approx((t_only.low, t_only.high))
 
 
 # -- trial sources ---------------------------------------------------------------------
