@@ -76,6 +76,9 @@ class ArchSpec:
         summary: one line for listings (``"layers x (Linear + ReLU), Linear head"``).
         stack: the stacked builder (default: :class:`~weightlab.lab.stacked.VmapStack`).
         minimums: the smallest value of an integer option (default 1 for each).
+        unstackable: why its models cannot be stacked (e.g. ``torch.func.vmap``
+            has no rule for ``nn.LSTM``): the engine then trains a stack's
+            trials one by one with the plain loop. Empty: it stacks.
     """
 
     name: str
@@ -85,6 +88,7 @@ class ArchSpec:
     summary: str = ""
     stack: StackBuilder = VmapStack
     minimums: Mapping[str, int] = field(default_factory=dict)
+    unstackable: str = ""
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:

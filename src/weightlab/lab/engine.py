@@ -62,7 +62,7 @@ from weightlab.lab.optim import (
     default_lr,
     make_optimizer,
 )
-from weightlab.lab.stacked import replace_slices, select_slices
+from weightlab.lab.stacked import VmapStack, replace_slices, select_slices
 from weightlab.lab.trial import PER_SLICE_FIELDS, TrialConfig, TrialResult
 from weightlab.lab.weightings import LabLoss, cross_entropy_parts
 
@@ -437,6 +437,18 @@ def train_stack(
     lrs, decay = _rates(configs)
     per_slice = _per_slice(loss_fn, k)  # validates a sequence of losses
     fns_all = [loss_fn] * k if callable(loss_fn) else list(loss_fn)
+    why = check_arch(cfg0.arch).unstackable
+    if why:
+        return [
+            _one_by_one(
+                data, cfg, w_all[i], fns_all[i], why, i, on_epoch, val_metric=val_metric,
+                checkpoint=checkpoint, progress=progress, diagnostics=diagnostics,
+                late_class_weight=None if late_all is None else late_all[i],
+                drw_epoch=None if drw_all is None else int(drw_all[i]),
+                patience=patience, evaluate_test=evaluate_test,
+            )
+            for i, cfg in enumerate(configs)
+        ]  # fmt: skip
     d = data.inputs(cfg0.arch)
     mp = dict(cfg0.model_params)
     model = build_stacked(cfg0.arch, d.arch_shape(cfg0.arch), c, [cfg.seed for cfg in configs], **mp)
@@ -567,9 +579,11 @@ def train_stack(
     t_eval += time.perf_counter() - t1
     timings = {"train": t_train / k, "eval": t_eval / k, "stack_train": t_train, "stack_eval": t_eval}
     at = {i: pos for pos, i in enumerate(report)}
+    vmapped = isinstance(model, VmapStack)
+    engine = "stacked: torch.func vmap" if vmapped else "stacked: hand-batched"
     results = []
     for i, cfg in enumerate(configs):
-        extra: dict[str, Any] = {"stack_size": k, "checkpoint": checkpoint}
+        extra: dict[str, Any] = {"stack_size": k, "checkpoint": checkpoint, "engine": engine}
         if i in stopped and i not in pruned:
             extra["stopped_epoch"] = stopped[i]
         if diag_init is not None:
@@ -585,6 +599,28 @@ def train_stack(
             )
         )  # fmt: skip
     return results
+
+
+def _one_by_one(
+    data: LabData,
+    config: TrialConfig,
+    class_weight: torch.Tensor,
+    loss_fn: LossFn,
+    why: str,
+    index: int,
+    on_epoch: EpochHook | None,
+    **kw: Any,
+) -> TrialResult:
+    """A slice of an unstackable architecture, trained alone; ``on_epoch`` sees it as ``index``."""
+    hook = None
+    if on_epoch is not None:
+        def hook(epoch: int, _: list[int], scores: list[float]) -> dict[int, str]:
+            verdict = on_epoch(epoch, [index], scores)
+            return {0: verdict[index]} if index in verdict else {}
+
+    result = train_single(data, config, class_weight, loss_fn=loss_fn, on_epoch=hook, **kw)
+    result.extra["engine"] = f"one by one: {why}"
+    return result
 
 
 def _rescale_step(

@@ -28,11 +28,12 @@ weighting starts comparable.
 A config's ``params`` (what a tuner varies) override the defaults: a
 scheme's parameters (``beta`` of ``effective_number``), a loss's
 (``gamma`` of ``focal``: the names and ranges of ``SCHEMES.params`` and
-``LOSSES.params``), ``class_weights`` (a scheme whose weights a loss that takes
-class weights is weighted with: focal *with* class weights) and
-``drw_start`` (deferred re-weighting: the share of the epochs after which the
+``LOSSES.params``) and ``drw_start`` (deferred re-weighting: the share of the epochs after which the
 effective-number weights with ``beta=0.9999`` switch on, for a loss whose
-entry has ``deferred_reweighting``).
+entry has ``deferred_reweighting``). A literature loss that takes class
+weights takes a config's ``alpha`` as the power of its class weights
+(:math:`w_c \propto n_c^{-\alpha}`; ``None`` or 0: none), so focal *with*
+class weights is ``focal`` with an ``alpha``.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def _literature_loss(
 
 
 #: The ``params`` keys that are not a scheme's or a loss's own parameter.
-WEIGHTING_KEYS = ("class_weights", "drw_start")
+WEIGHTING_KEYS = ("drw_start",)
 #: Effective-number ``beta`` of the late weights of deferred re-weighting (Cao et al. 2019).
 DRW_BETA = 0.9999
 
@@ -201,11 +202,10 @@ def weighting_label(config: TrialConfig) -> str:
     Example:
         >>> weighting_label(TrialConfig("d", "mlp", "sgd", "power", 0.5, 0))
         'power(a=0.5)'
-        >>> weighting_label(TrialConfig("d", "mlp", "sgd", "focal", None, 0,
-        ...                             params=(("class_weights", "balanced"), ("gamma", 1.5))))
-        'focal(class_weights=balanced, gamma=1.5)'
-    """
-    args = [f"a={config.alpha:g}"] if config.weighting == "power" and config.alpha is not None else []
+        >>> weighting_label(TrialConfig("d", "mlp", "sgd", "focal", 1.0, 0, params=(("gamma", 1.5),)))
+        'focal(a=1, gamma=1.5)'
+    """  # noqa: E501
+    args = [f"a={config.alpha:.4g}"] if config.alpha is not None else []
     for key, value in config.params:
         args.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
     return f"{config.weighting}({', '.join(args)})" if args else config.weighting
@@ -234,10 +234,10 @@ def _class_weights(config: TrialConfig, counts: npt.NDArray[Any]) -> npt.NDArray
 
     params = dict(config.params)
     if config.weighting in LOSS_WEIGHTINGS:
-        scheme = params.get("class_weights", "none")
-        if scheme in ("none", None):
+        takes = LOSSES.info(config.weighting).class_weight is not None
+        if not takes or not config.alpha:
             return np.ones(counts.shape[0], dtype=np.float64)
-        return np.asarray(class_weights(counts, scheme), dtype=np.float64)
+        return np.asarray(class_weights(counts, "power", alpha=config.alpha), dtype=np.float64)
     if config.weighting == "none":
         return np.ones(counts.shape[0], dtype=np.float64)
     if config.weighting == "power":
