@@ -13,8 +13,8 @@ from weightlab.lab.study import StudySpec, run_study
 from weightlab.lab.trial import TrialConfig, TrialResult
 from weightlab.report import build_context, render_html, render_report, write_report
 
-SECTIONS = ("answer", "data", "weights", "leaderboard", "strength", "per-class", "calibration",
-            "gradients", "failures", "provenance")  # fmt: skip
+SECTIONS = ("answer", "data", "weights", "leaderboard", "cells", "strength", "per-class",
+            "calibration", "gradients", "failures", "provenance")  # fmt: skip
 EVIL = "<script>alert(1)</script>"
 
 
@@ -33,7 +33,7 @@ def test_every_section_and_figure_is_present(html):
         assert f'<section id="{sec}">' in html
     for fig in ("fig-gain", "fig-classes", "fig-weights", "fig-strength", "fig-strength-t",
                 "fig-recall-mlp", "fig-recall-gru", "fig-reliability", "fig-grad-mlp-init",
-                "fig-grad-gru-init"):  # fmt: skip
+                "fig-grad-gru-init", "fig-cell-mlp-sgd", "fig-cell-gru-adam"):  # fmt: skip
         m = re.search(rf'<figure id="{fig}">\s*<svg (.*?)</svg>\s*<figcaption>(.+?)</figcaption>',
                       html, re.S)  # fmt: skip
         assert m, fig
@@ -177,3 +177,18 @@ def test_provenance_lists_each_architectures_model_options():
     ]
     page = render_html(context)
     assert "<td>head=cosine, hidden=8</td><td>ldam</td>" in page
+
+
+def test_leaderboard_marks_intervals_and_cells_come_from_the_summary(ctx, html):
+    rows = ctx["leaderboard"]
+    assert {r["mark"] for r in rows if r["rank"] == 1} == {"★ chosen"}
+    assert all(r["mark"] in ("★ chosen", "≈ tie", "▼ worse", "▲ better on test", "")
+               for r in rows)  # fmt: skip
+    assert any(r["ci"].startswith("[") for r in rows if r["weighting"] != "none")
+    assert ctx["selection"] in ("validation balanced_accuracy at the checkpoint epoch",
+                                "the best epoch of the stored validation curve")
+    assert f"ranked on {ctx['selection']}" in html
+    cells = {(c["arch"], c["optimizer"]): c for c in ctx["cells"]}
+    assert set(cells) == {(a, o) for a in ("mlp", "gru") for o in ("sgd", "adam")}
+    assert all(c["shown"][0].startswith("none") for c in cells.values())
+    assert cells[("mlp", "sgd")]["label"] == "mlp"  # trained by the lab's engine

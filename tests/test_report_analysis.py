@@ -247,7 +247,7 @@ def test_gradient_panels_prefer_stored_diagnostics():
             "share_unweighted": [[0.9, 0.1]], "loss_mass": [0.5, 0.5]}  # fmt: skip
     rs = [TrialResult(_cfg("none"), "done"),
           TrialResult(_cfg("power", 1.0, 1), "done", extra={"diagnostics": {"final": diag}}),
-          TrialResult(_cfg("power", 0.5, arch="gru"), "done")]  # fmt: skip
+          TrialResult(_cfg("power", 0.5, arch="gru"), "done", extra={"stack_size": 1})]  # fmt: skip
     panels, errors = an.gradient_panels(rs, ["mlp", "gru"], _FakeCache(None), compute=True)
     assert errors == {}
     assert panels == [an.GradientPanel("mlp", "final", "stored", "power(a=1)", "adam", 1, diag)]
@@ -269,12 +269,60 @@ def test_gradient_panels_compute_the_fallback_and_keep_its_errors(monkeypatch):
 
     # Patch where report/analysis.py calls it from.
     monkeypatch.setattr(weightlab.lab.diagnose, "diagnostics_for_trial", fake)
-    rs = [TrialResult(_cfg("none"), "done"), TrialResult(_cfg("balanced"), "done"),
-          TrialResult(_cfg("none", arch="gru"), "done")]  # fmt: skip
+    lab = {"stack_size": 2}
+    rs = [TrialResult(_cfg("none"), "done", extra=lab),
+          TrialResult(_cfg("balanced"), "done", extra=lab),
+          TrialResult(_cfg("none", arch="gru"), "done", extra=lab)]  # fmt: skip
     panels, errors = an.gradient_panels(rs, ["mlp", "gru"], _FakeCache(data), compute=True)
     assert calls == [(_cfg("balanced"), data), (_cfg("none", arch="gru"), data)]
     assert panels == [an.GradientPanel("mlp", "init", "computed", "balanced", "adam", 0, diag)]
     assert errors == {"diagnostics (gru)": "RuntimeError: no gru today"}
+    # a user model (a train_stack that is not the lab's engine) is not diagnosed as the lab's
+    calls.clear()
+    user = [TrialResult(_cfg("balanced", arch="cnn"), "done", extra={"model": "MyNet"})]
+    panels, errors = an.gradient_panels(user, ["cnn"], _FakeCache(data), compute=True)
+    assert calls == [] and panels == []
+    assert errors["diagnostics (cnn)"].startswith("MyNet (user model, run as cnn): trained by a")
+
+
+def test_user_models_are_named_as_themselves():
+    lab = TrialResult(_cfg("none"), "done", extra={"stack_size": 3})
+    named = TrialResult(_cfg("none"), "done", extra={"model": "TinyResNet"})
+    anon = TrialResult(_cfg("none"), "done")
+    assert [an.model_label(r) for r in (lab, named, anon)] == [
+        "mlp", "TinyResNet (user model, run as mlp)", "user model (not recorded; run as mlp)"]
+
+
+def test_ldam_calibration_uses_its_scaled_logits():
+    from weightlab.losses import LOSSES
+
+    s = LOSSES.info("ldam").params["s"].default
+    assert an.logit_scale(_cfg("ldam")) == s == 30.0 and an.logit_scale(_cfg("none")) == 1.0
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    cos = np.clip(np.eye(3)[y] * 0.6 + rng.normal(0, 0.2, (300, 3)), -1, 1)
+    data = SimpleNamespace(y_test=torch.as_tensor(y), train_counts=[100, 30, 10])
+    r = TrialResult(_cfg("ldam"), "done", metrics={"ece": 0.7, "balanced_accuracy": 0.9},
+                    test_logits=cos.tolist())  # fmt: skip
+    cal = an.calibration([r], "mlp", "balanced_accuracy", _FakeCache(data))
+    ref = compute_metrics(cos * s, y, [100, 30, 10])[0]["ece"]
+    assert cal.trained["ldam"].ece == pytest.approx(ref)
+    assert cal.trained["ldam"].ece != pytest.approx(0.7)
+    pooled = an.reliability_bins([cos * s], [y])
+    assert cal.reliability["ldam"] == pooled
+
+
+def test_arch_best_is_the_best_mean_validation_score_over_the_arch_cells():
+    def ws(w, val):
+        return WeightingStats(w, val, 0.0, 2, 0, None, val_mean=val, names=(w,))
+
+    cells = (CellSummary("d", "mlp", "sgd", (ws("focal", 0.8), ws("power(a=1)", 0.79))),
+             CellSummary("d", "mlp", "adam", (ws("power(a=1)", 0.9), ws("focal", 0.7))),
+             CellSummary("d", "gru", "adam", (ws("focal", 0.5),)))  # fmt: skip
+    summary = Summary("balanced_accuracy", True, cells, "", 6, 0)
+    # focal wins mlp/sgd (the first cell) but power(a=1) has the best mean over mlp's cells
+    assert an.arch_best(summary, "mlp") == "power(a=1)"
+    assert an.arch_best(summary, "gru") == "focal" and an.arch_best(summary, "lstm") is None
 
 
 def test_failures_and_model_uses():

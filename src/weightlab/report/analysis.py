@@ -41,6 +41,7 @@ from weightlab.lab.weightings import weighting_label
 __all__ = [
     "ArchCalibration",
     "CellBest",
+    "CellDetail",
     "DataCache",
     "DataInfo",
     "FailedTrial",
@@ -53,8 +54,12 @@ __all__ = [
     "StrengthSweep",
     "adjust_logits",
     "analyze",
+    "arch_best",
     "best_per_cell",
     "calibration",
+    "cell_details",
+    "logit_scale",
+    "model_label",
     "diagnostics_trial",
     "expected_calibration_error",
     "failures",
@@ -127,6 +132,36 @@ class CellBest:
 
 
 @dataclass(frozen=True)
+class CellDetail:
+    """What the report draws for one cell: curves, confusion, per-class scores, PR.
+
+    Attributes:
+        arch, optimizer: the cell; ``label``: its model (:func:`model_label`).
+        shown: the entries drawn, ``"none"`` first then the chosen one (labels as the summary's).
+        undertrained: the summary's flag.
+        train_loss, val_metric: per entry, the mean over seeds of each epoch's value
+            (epochs every seed reached).
+        confusion: per entry, test confusion counts summed over seeds, ``[true][pred]``.
+        precision, recall: per entry, per class, the mean over seeds of the stored values.
+        pr: binary tasks only: per entry ``(recall, precision, chosen_recall,
+            chosen_precision, positive)`` of the pooled test scores of the rarer class,
+            with the argmax decision (probability 0.5) as the chosen threshold.
+    """
+
+    arch: str
+    optimizer: str
+    label: str
+    shown: list[str]
+    undertrained: bool
+    train_loss: dict[str, list[float]]
+    val_metric: dict[str, list[float]]
+    confusion: dict[str, list[list[int]]]
+    precision: dict[str, list[float]]
+    recall: dict[str, list[float]]
+    pr: dict[str, tuple[list[float], list[float], float, float, int]]
+
+
+@dataclass(frozen=True)
 class StrengthCurve:
     """A metric against the ``power`` strength alpha: mean, min and max over seeds."""
 
@@ -181,6 +216,10 @@ class ArchCalibration:
         adjusted: reliability of the ``"none"`` models after post-hoc logit
             adjustment (``None`` without ``"none"`` trials).
         adjusted_score: metric and ECE of those adjusted logits (``None`` likewise).
+        best: the architecture's best weighting (:func:`arch_best`), ``None`` if unknown.
+
+    Logits are those the loss trains on: LDAM's cosine logits times its scale ``s``
+    (:func:`logit_scale`), so its ECE is not that of raw cosines.
     """
 
     arch: str
@@ -188,6 +227,7 @@ class ArchCalibration:
     trained: dict[str, Score]
     adjusted: ReliabilityBins | None
     adjusted_score: Score | None
+    best: str | None = None
 
 
 @dataclass(frozen=True)
@@ -241,7 +281,8 @@ class ReportAnalysis:
 
     Attributes:
         metric, higher_is_better: the ranking metric and its direction.
-        n_trials, n_done, n_failed: trials in the store, finished, failed.
+        n_trials, n_done, n_failed, n_pruned: trials in the store, finished, failed, and
+            with any other status (pruned by a tuner, running): counted, never used.
         archs, optimizers: those of the trials, in the lab's order.
         data: the data set (:class:`DataInfo`).
         summary: :func:`weightlab.lab.study.summarize` of the trials (``None``
@@ -254,6 +295,7 @@ class ReportAnalysis:
         gradients, diagnostics_errors: :func:`gradient_panels`.
         failures, models: :func:`failures`, :func:`model_uses`.
         spec, command, versions: the store's metadata of the same names.
+        cells: :func:`cell_details` per cell of the summary.
     """
 
     metric: str
@@ -261,6 +303,7 @@ class ReportAnalysis:
     n_trials: int
     n_done: int
     n_failed: int
+    n_pruned: int
     archs: list[str]
     optimizers: list[str]
     data: DataInfo
@@ -278,6 +321,7 @@ class ReportAnalysis:
     spec: dict[str, Any]
     command: Any
     versions: dict[str, Any]
+    cells: list[CellDetail]
 
 
 # -- reloading data ---------------------------------------------------------------------
@@ -455,6 +499,154 @@ def adjust_logits(
     return _adjust(z, list(map(float, counts)), tau).numpy()
 
 
+def logit_scale(cfg: TrialConfig) -> float:
+    """The factor the trial's loss multiplies its stored logits by: LDAM's ``s``, else 1.
+
+    LDAM trains ``s * (cos - margin)`` on the cosine head, and the engine stores the
+    cosines; its probabilities are ``softmax(s * cos)`` (at test time there is no margin).
+
+    Example:
+        >>> logit_scale(TrialConfig("d", "mlp", "sgd", "ldam", None, 0))
+        30.0
+        >>> logit_scale(TrialConfig("d", "mlp", "sgd", "focal", None, 0))
+        1.0
+    """
+    from weightlab.lab.weightings import weighting_loss_name
+    from weightlab.losses import LOSSES
+
+    if weighting_loss_name(cfg.weighting) != "ldam":
+        return 1.0
+    return float(LOSSES.info("ldam").params["s"].default)
+
+
+def model_label(result: TrialResult) -> str:
+    """The model a trial trained: the lab architecture, or what a user ``train_stack`` reported.
+
+    The lab's engines mark their results (``extra["stack_size"]``); a result with
+    ``extra["model"]`` is named by it; any other came from a user ``train_stack``
+    whose model is unknown, and is labelled so rather than by the lab name it borrowed.
+
+    Example:
+        >>> cfg = TrialConfig("d", "mlp", "sgd", "none", None, 0)
+        >>> model_label(TrialResult(cfg, "done", extra={"stack_size": 4}))
+        'mlp'
+        >>> model_label(TrialResult(cfg, "done", extra={"model": "MyNet"}))
+        'MyNet (user model, run as mlp)'
+        >>> model_label(TrialResult(cfg, "done"))
+        'user model (not recorded; run as mlp)'
+    """
+    name = result.extra.get("model") if isinstance(result.extra, dict) else None
+    if isinstance(name, str) and name and name != result.config.arch:
+        return f"{name} (user model, run as {result.config.arch})"
+    if isinstance(result.extra, dict) and "stack_size" in result.extra:
+        return result.config.arch
+    return f"user model (not recorded; run as {result.config.arch})"
+
+
+def _is_lab_model(result: TrialResult) -> bool:
+    return model_label(result) == result.config.arch
+
+
+def arch_best(summary: Summary, arch: str) -> str | None:
+    """The architecture's best weighting: the best mean validation score over its cells.
+
+    Among the entries found in every cell of ``arch`` (their first name, as the
+    store labels trials); ``None`` without one.
+
+    Example:
+        >>> arch_best(Summary("balanced_accuracy", True, (), "", 0, 0), "mlp") is None
+        True
+    """
+    cells = [c for c in summary.cells if c.arch == arch]
+    if not cells:
+        return None
+    scores: dict[str, list[float]] = {}
+    for c in cells:
+        for w in c.ranking:
+            v = w.val_mean if w.val_mean is not None else (w.mean if w.n else None)
+            if v is not None and math.isfinite(v):
+                scores.setdefault((w.names or (w.weighting,))[0], []).append(v)
+    common = {k: vs for k, vs in scores.items() if len(vs) == len(cells)}
+    if not common:
+        return None
+    sign = 1.0 if summary.higher_is_better else -1.0
+    return max(common, key=lambda k: (sign * statistics.fmean(common[k]), k))
+
+
+def _mean_curve(curves: Sequence[Sequence[float]]) -> list[float]:
+    good = [list(c) for c in curves if c]
+    if not good:
+        return []
+    n = min(len(c) for c in good)
+    return [float(v) for v in np.mean(np.asarray([c[:n] for c in good], dtype=float), axis=0)]
+
+
+def cell_details(
+    summary: Summary, done: Sequence[TrialResult], cache: DataCache
+) -> list[CellDetail]:
+    """Per summary cell: curves, confusion matrices, per-class scores and PR of ``none`` and best.
+
+    The chosen entry is the summary's first (ranked on validation). Confusion
+    matrices and PR curves need the test labels (the data reloaded); without
+    them they are left empty.
+    """
+    out = []
+    for cell in summary.cells:
+        trials = [r for r in done if (r.config.data, r.config.arch, r.config.optimizer)
+                  == (cell.data, cell.arch, cell.optimizer)]  # fmt: skip
+        if not trials:
+            continue
+        entries = {w.weighting: (w.names or (w.weighting,)) for w in cell.ranking if w.n}
+        shown = [e for e, ns in entries.items() if "none" in ns]
+        best = cell.best.weighting if cell.best is not None else None
+        if best is not None and best not in shown:
+            shown.append(best)
+        tl: dict[str, list[float]] = {}
+        vm: dict[str, list[float]] = {}
+        conf: dict[str, list[list[int]]] = {}
+        prec: dict[str, list[float]] = {}
+        rec: dict[str, list[float]] = {}
+        pr: dict[str, tuple[list[float], list[float], float, float, int]] = {}
+        for e in shown:
+            ts = [r for r in trials if _label(r.config) in entries[e]]
+            tl[e] = _mean_curve([r.train_loss for r in ts])
+            vm[e] = _mean_curve([r.val_metric for r in ts])
+            for key, into in (("precision", prec), ("recall", rec)):
+                rows = [r.per_class[key] for r in ts if r.per_class.get(key)]
+                if rows:
+                    into[e] = [float(v) for v in np.mean(np.asarray(rows, dtype=float), 0)]
+            data = cache.get(ts[0].config)
+            if data is None:
+                continue
+            y = data.y_test.numpy()
+            c = data.num_classes
+            m = np.zeros((c, c), dtype=np.int64)
+            scores, labels = [], []
+            for r in ts:
+                z = np.asarray(r.test_logits, dtype=np.float64)
+                if z.shape != (len(y), c):
+                    continue
+                m += np.bincount(y * c + z.argmax(1), minlength=c * c).reshape(c, c)
+                scores.append(softmax(z * logit_scale(r.config)))
+                labels.append(y)
+            conf[e] = m.tolist()
+            if c == 2 and scores:
+                from sklearn.metrics import precision_recall_curve
+
+                pos = int(np.argmin(data.train_counts))
+                p_all = np.concatenate([s_[:, pos] for s_ in scores])
+                y_all = np.concatenate(labels) == pos
+                precision, recall, _ = precision_recall_curve(y_all, p_all)
+                chosen = p_all >= 0.5
+                tp = float(np.sum(chosen & y_all))
+                pr[e] = ([float(v) for v in recall], [float(v) for v in precision],
+                         tp / max(float(y_all.sum()), 1.0), tp / max(float(chosen.sum()), 1.0),
+                         pos)  # fmt: skip
+        out.append(CellDetail(cell.arch, cell.optimizer, model_label(trials[0]), shown,
+                              cell.undertrained, tl, vm, conf, prec, rec, pr))  # fmt: skip
+    return out
+
+
 # -- sections ----------------------------------------------------------------------------
 
 
@@ -570,7 +762,9 @@ def calibration(
     """Reliability of ``arch``'s trained models per weighting, and of ``"none"`` adjusted post hoc.
 
     Pools the test logits of every finished trial of ``arch`` whose test labels
-    can be reloaded (and match the logits' rows). The ``trained`` scores are the
+    can be reloaded (and match the logits' rows), scaled as the trial's loss
+    scales them (:func:`logit_scale`: LDAM's ``s``; its ECE is recomputed so).
+    The ``trained`` scores are the
     stored metric and ECE of every finished trial of each weighting; the
     adjusted score is ``compute_metrics`` of the adjusted logits
     (:func:`adjust_logits` with the training counts, tau = :data:`TAU`).
@@ -587,7 +781,7 @@ def calibration(
         data = cache.get(r.config)
         if data is None:
             continue
-        z = np.asarray(r.test_logits, dtype=np.float64)
+        z = np.asarray(r.test_logits, dtype=np.float64) * logit_scale(r.config)
         y = data.y_test.numpy()
         if z.shape[0] != y.shape[0]:
             continue
@@ -607,7 +801,7 @@ def calibration(
     for w in by_w:
         trials = [r for r in done if r.config.arch == arch and _label(r.config) == w]
         ms = [r.metrics.get(metric, math.nan) for r in trials]
-        es = [r.metrics.get("ece", math.nan) for r in trials]
+        es = [_ece(r, cache) for r in trials]
         trained[w] = Score(nanmean(ms), nanmean(es), len(trials))
     return ArchCalibration(
         arch=arch,
@@ -618,6 +812,20 @@ def calibration(
                              nanmean([s[1] for s in la_scores]), len(la_scores))
         if la_scores else None,
     )  # fmt: skip
+
+
+def _ece(r: TrialResult, cache: DataCache) -> float:
+    """The stored ECE, or, for a scaled loss (LDAM), that of the logits the loss uses."""
+    scale = logit_scale(r.config)
+    if scale == 1.0:
+        return r.metrics.get("ece", math.nan)
+    data = cache.get(r.config)
+    z = np.asarray(r.test_logits, dtype=np.float64)
+    if data is None or z.ndim != 2 or z.shape[0] != data.y_test.shape[0]:
+        return math.nan
+    from weightlab.lab.metrics import compute_metrics
+
+    return compute_metrics(z * scale, data.y_test.numpy(), data.train_counts)[0]["ece"]
 
 
 def diagnostics_trial(trials: Sequence[TrialResult]) -> TrialResult | None:
@@ -667,7 +875,12 @@ def gradient_panels(
             if isinstance(d, dict) and d.get("layers"):
                 found.append((when, d))
         source: Literal["stored", "computed"] = "stored"
-        if not found and compute:
+        if not found and compute and not _is_lab_model(chosen):
+            errors[f"diagnostics ({arch})"] = (
+                f"{model_label(chosen)}: trained by a user train_stack, so the lab's own "
+                f"{arch} model is not the one trained and no gradient figure is drawn for it"
+            )
+        elif not found and compute:
             data = cache.get(cfg)
             if data is not None:
                 try:
@@ -729,6 +942,9 @@ def analyze(
     archs = order({r.config.arch for r in results}, ARCHITECTURES.names())
     opts = order({r.config.optimizer for r in results}, OPTIMIZERS)
     calib = [c for c in (calibration(done, arch, metric, cache) for arch in archs) if c]
+    if summary is not None:
+        calib = [replace(c, best=arch_best(summary, c.arch)) for c in calib]
+    cells = cell_details(summary, done, cache) if summary is not None else []
     # The data errors shown are those of the sections above (not of the diagnostics below).
     data_errors = dict(cache.errors)
     gradients, diag_errors = gradient_panels(results, archs, cache, diagnostics)
@@ -738,6 +954,7 @@ def analyze(
         n_trials=len(results),
         n_done=len(done),
         n_failed=sum(1 for r in results if r.status == "failed"),
+        n_pruned=sum(1 for r in results if r.status not in ("done", "failed")),
         archs=archs,
         optimizers=opts,
         data=data,
@@ -755,4 +972,5 @@ def analyze(
         spec=spec,
         command=meta.get("command"),
         versions=dict(meta.get("versions") or {}),
+        cells=cells,
     )

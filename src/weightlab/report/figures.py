@@ -19,6 +19,7 @@ import numpy as np
 
 __all__ = [
     "bar_log",
+    "cell_panels",
     "gain_heatmap",
     "gradient_shares",
     "heatmap",
@@ -272,5 +273,91 @@ def gradient_shares(
     ax.set_xlabel("class", fontsize=8)
     ax.legend(fontsize=6, frameon=False)
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _svg(fig, salt)
+
+
+def cell_panels(
+    salt: str,
+    classes: Sequence[str],
+    train_counts: Sequence[float],
+    shown: Sequence[str],
+    train_loss: Mapping[str, Sequence[float]],
+    val_metric: Mapping[str, Sequence[float]],
+    confusion: Mapping[str, Sequence[Sequence[int]]],
+    precision: Mapping[str, Sequence[float]],
+    recall: Mapping[str, Sequence[float]],
+    pr: Mapping[str, tuple[Sequence[float], Sequence[float], float, float, int]],
+    *,
+    metric: str,
+) -> str:
+    """One cell's panels: curves, confusion matrices, per-class scores, PR curves (binary).
+
+    Training loss and validation metric per epoch, the row-normalised confusion
+    matrices of ``shown``, per-class precision and recall against the training
+    count, and for binary tasks the PR curve with the argmax threshold marked.
+    """
+    conf_shown = [w for w in shown if w in confusion]
+    n = 3 + len(conf_shown) + (1 if pr else 0)
+    fig, axes = _figure(3.0 * n, 3.0, 1, n)
+    ax_l, ax_v, ax_c = axes[0, 0], axes[0, 1], axes[0, 2]
+    for i, w in enumerate(shown):
+        color = _PALETTE[i % len(_PALETTE)]
+        if train_loss.get(w):
+            ax_l.plot(range(1, len(train_loss[w]) + 1), train_loss[w], color=color,
+                      label=label(w))  # fmt: skip
+        if val_metric.get(w):
+            ax_v.plot(range(1, len(val_metric[w]) + 1), val_metric[w], color=color,
+                      label=label(w))  # fmt: skip
+    ax_l.set_title("training loss", fontsize=9)
+    ax_v.set_title(label(f"validation {metric}"), fontsize=9)
+    for ax in (ax_l, ax_v):
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, frameon=False)
+    order = np.argsort(-np.asarray(train_counts, dtype=float)) if len(train_counts) == len(
+        classes) else np.arange(len(classes))  # fmt: skip
+    x = np.asarray(train_counts, dtype=float)[order] if len(train_counts) == len(classes) else (
+        np.arange(len(classes), dtype=float))  # fmt: skip
+    for i, w in enumerate(shown):
+        color = _PALETTE[i % len(_PALETTE)]
+        if w in recall and len(recall[w]) == len(classes):
+            ax_c.plot(x, np.asarray(recall[w])[order], "-o", ms=3, color=color,
+                      label=label(f"{w}: recall"))  # fmt: skip
+        if w in precision and len(precision[w]) == len(classes):
+            ax_c.plot(x, np.asarray(precision[w])[order], "--s", ms=3, color=color,
+                      label=label(f"{w}: precision"))  # fmt: skip
+    if len(train_counts) == len(classes):
+        ax_c.set_xscale("log")
+        for xi, ci in zip(x, order, strict=True):
+            ax_c.annotate(label(classes[ci]), (xi, 0.0), fontsize=5, ha="center")
+    ax_c.set_xlabel("training examples of the class", fontsize=8)
+    ax_c.set_ylim(-0.05, 1.05)
+    ax_c.set_title("per-class test precision / recall", fontsize=9)
+    ax_c.legend(fontsize=5, frameon=False)
+    ax_c.grid(alpha=0.3)
+    for j, w in enumerate(conf_shown):
+        m = np.asarray(confusion[w], dtype=float)
+        rows = m.sum(1, keepdims=True)
+        norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+        heatmap(salt, norm.tolist(), [label(c) for c in classes], [label(c) for c in classes],
+                title=f"confusion: {w}", xlabel="predicted", annotate=len(classes) <= 10,
+                ax=axes[0, 3 + j])  # fmt: skip
+        axes[0, 3 + j].set_ylabel("true", fontsize=8)
+    if pr:
+        ax = axes[0, n - 1]
+        for i, w in enumerate(shown):
+            if w not in pr:
+                continue
+            rc, pc, r0, p0, pos = pr[w]
+            color = _PALETTE[i % len(_PALETTE)]
+            ax.plot(rc, pc, color=color, label=label(w))
+            ax.plot([r0], [p0], "o", color=color, ms=6, mec="black")
+        ax.set_xlabel(label(f"recall of class {classes[pos] if pos < len(classes) else pos}"),
+                      fontsize=8)  # fmt: skip
+        ax.set_ylabel("precision", fontsize=8)
+        ax.set_title("PR curve (dot: the argmax threshold, p = 0.5)", fontsize=8)
+        ax.legend(fontsize=6, frameon=False)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     return _svg(fig, salt)

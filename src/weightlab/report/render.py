@@ -19,12 +19,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from weightlab.lab.store import ResultStore
 from weightlab.report import figures
 from weightlab.report.analysis import (
     TAU,
     ArchCalibration,
     CellBest,
+    CellDetail,
     DataInfo,
     GradientPanel,
     ModelUse,
@@ -37,6 +40,9 @@ from weightlab.report.analysis import (
 __all__ = ["build_context", "render_html", "render_report", "write_report"]
 
 _WHEN = {"init": "at initialisation", "final": "after training"}
+#: The leaderboard's mark of each entry against the cell's chosen (validation-best) one.
+_MARK = {"chosen": "★ chosen", "tie": "≈ tie", "worse": "▼ worse",
+         "better on test": "▲ better on test"}
 _SOURCE = {
     "stored": "stored by the engine",
     "computed": "computed for this report on a freshly initialised model",
@@ -80,6 +86,7 @@ def _layout(a: ReportAnalysis) -> dict[str, Any]:
         "n_trials": a.n_trials,
         "n_done": a.n_done,
         "n_failed": a.n_failed,
+        "n_pruned": a.n_pruned,
         "archs": a.archs,
         "optimizers": a.optimizers,
         "figures": figs,
@@ -103,6 +110,7 @@ def _layout(a: ReportAnalysis) -> dict[str, Any]:
     ctx["per_class"] = [
         (arch, _recall_figure(arch, rows, a.data.class_names)) for arch, rows in a.recall.items()
     ]
+    ctx["cells"] = [_cell(c, a) for c in a.cells]
     panels, ctx["calibration_rows"] = _calibration(a.calibration, a.best)
     if panels:
         figs["reliability"] = figures.reliability("fig-reliability", panels)
@@ -133,9 +141,16 @@ def _answer(a: ReportAnalysis, ctx: dict[str, Any], figs: dict[str, str]) -> Non
     ctx["leaderboard"] = [
         {**row, "mean": _fmt(row["mean"]), "std": _fmt(row["std"]),
          "gain_vs_none": _fmt(row["gain_vs_none"], True),
+         "ci": (f"[{_fmt(row['gain_low'], True)}, {_fmt(row['gain_high'], True)}]"
+                if row["gain_low"] is not None else "–"),
+         "val": _fmt(row["val_mean"]), "p_best": _fmt(row["p_best"]),
+         "mark": _MARK.get(row["mark"], ""),
          "rank": row["rank"] or "–"}
-        for row in a.summary.rows()
+        for row in a.summary.detail_rows()
     ]  # fmt: skip
+    ctx["selection"] = a.summary.selection
+    ctx["interval"] = a.summary.interval
+    ctx["undertrained"] = [f"{c.arch}/{c.optimizer}" for c in a.summary.cells if c.undertrained]
     cols = weighting_order(w.weighting for c in a.summary.cells for w in c.ranking)
     matrix = [[b.gains.get(w) for w in cols] for b in a.best]
     if matrix and any(v is not None for r in matrix for v in r):
@@ -150,6 +165,20 @@ def _best_row(b: CellBest) -> dict[str, Any]:
         "runner_up": b.runner_up if b.runner_up is not None else "–",
         "margin": _fmt(b.margin), "spread": _fmt(b.spread),
     }  # fmt: skip
+
+
+def _cell(c: CellDetail, a: ReportAnalysis) -> dict[str, Any]:
+    """One cell's figure (curves, confusion, per-class scores, PR) and its caption facts."""
+    k = len(next(iter(c.confusion.values()), [])) or len(a.data.class_names)
+    names = _names(a.data.class_names, k)
+    fig_id = f"fig-cell-{c.arch}-{c.optimizer}"
+    svg = figures.cell_panels(fig_id, names, a.data.train_counts, c.shown, c.train_loss,
+                              c.val_metric, c.confusion, c.precision, c.recall, c.pr,
+                              metric=a.metric)  # fmt: skip
+    last = {w: (len(v), int(np.argmax(v)) + 1) for w, v in c.val_metric.items() if v}
+    return {"arch": c.arch, "optimizer": c.optimizer, "label": c.label, "shown": c.shown,
+            "undertrained": c.undertrained, "svg": svg, "id": fig_id, "binary": bool(c.pr),
+            "peak": ", ".join(f"{w}: epoch {p} of {n}" for w, (n, p) in last.items())}
 
 
 def _data(d: DataInfo, spec: dict[str, Any]) -> dict[str, Any]:
@@ -198,14 +227,15 @@ def _calibration(
 ) -> tuple[list[tuple[str, list[tuple[str, list[float], list[float]]]]], list[dict[str, Any]]]:
     """Reliability panels and the table's rows.
 
-    Each panel shows ``none``, the architecture's best weighting (that of its
-    first cell; else the last weighting in order) and ``none`` adjusted post hoc.
+    Each panel shows ``none``, the architecture's best weighting (the best mean
+    validation score over its cells, :func:`~weightlab.report.analysis.arch_best`;
+    else the last weighting in order) and ``none`` adjusted post hoc.
     """
     panels, rows = [], []
     for c in calib:
         order = weighting_order(c.reliability)
         shown = [w for w in order if w == "none"]
-        best_cell = next((b.best for b in best if b.arch == c.arch), None)
+        best_cell = c.best
         others = [w for w in order if w != "none"]
         if best_cell is not None and best_cell in others:
             shown.append(best_cell)
@@ -275,6 +305,7 @@ def render_html(context: dict[str, Any]) -> str:
     ctx["figures"] = {k: Markup(v) for k, v in ctx["figures"].items()}
     ctx["per_class"] = [(a, Markup(s)) for a, s in ctx["per_class"]]
     ctx["gradients"] = [{**g, "svg": Markup(g["svg"])} for g in ctx["gradients"]]
+    ctx["cells"] = [{**c, "svg": Markup(c["svg"])} for c in ctx.get("cells", [])]
     return env.get_template("report.html.j2").render(**ctx)
 
 
