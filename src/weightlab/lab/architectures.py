@@ -55,7 +55,8 @@ __all__ = [
 ]
 
 #: How a data set's examples are laid out for an architecture, and the rank of one example.
-LAYOUTS: dict[str, int] = {"flat": 1, "image": 3, "sequence": 2}
+#: ``"raw"``: inputs as the data holds them, any rank (a user's own model).
+LAYOUTS: dict[str, int] = {"flat": 1, "image": 3, "sequence": 2, "raw": 0}
 
 #: ``build(input_shape, num_classes, **model_params) -> nn.Module``.
 PlainBuilder = Callable[..., nn.Module]
@@ -149,6 +150,8 @@ def layout_shape(layout: str, input_shape: Sequence[int], arch: str = "") -> tup
         ((64,), (1, 8, 8), (8, 8))
     """  # noqa: E501
     shape = tuple(int(s) for s in input_shape)
+    if layout == "raw":
+        return shape
     if layout == "flat":
         return (math.prod(shape),)
     if layout == "image":
@@ -238,7 +241,7 @@ def build_model(
     size = _check_params(spec, model_params)
     shape = tuple(int(s) for s in input_shape)
     rank = LAYOUTS[spec.layout]
-    if len(shape) != rank or min(shape) < 1:
+    if (rank and len(shape) != rank) or (shape and min(shape) < 1):
         raise InvalidValueError(
             expected(
                 "input_shape",

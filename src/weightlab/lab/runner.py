@@ -211,6 +211,7 @@ def run_study(
     diagnostics: bool = True,
     executor: StackExecutor | None = None,
     source: TrialSource | None = None,
+    data: LabData | None = None,
 ) -> StudyOutcome:
     """Run every trial the source hands out that the store does not hold yet, storing each.
 
@@ -244,6 +245,8 @@ def run_study(
             ``("serial")`` for one worker, ``("process", workers)`` for more);
             the runner starts it and shuts it down.
         source: where stacks come from (default: ``GridSource(spec)``).
+        data: the loaded data (default: ``load_data(spec.data, **spec.data_params)``;
+            a user's own tensors come this way).
 
     Returns:
         A :class:`StudyOutcome` with the counts and the ids of the study's trials.
@@ -254,7 +257,7 @@ def run_study(
     check_workers(workers)
     start = time.perf_counter()
     train = train_stack or EngineTrainer(spec.metric, diagnostics)
-    data = load_data(spec.data, **spec.data_params)
+    data = data if data is not None else load_data(spec.data, **spec.data_params)
     source = source if source is not None else GridSource(spec)
     planned = source.planned_ids()
     store.put_meta("spec", spec.to_dict())
@@ -319,7 +322,7 @@ def run_study(
         todo = [c for c in stack if c.trial_id not in stored]
         mine = store.claim(todo, owner, LEASE_SECONDS) if todo else []
         if mine:
-            pending[ex.submit(mine)] = mine
+            pending[ex.submit(source.submission(mine))] = mine
         ids = {c.trial_id for c in mine}
         held = [c for c in todo if c.trial_id not in ids]
         if held:

@@ -52,6 +52,14 @@ class TrialSource(abc.ABC):
         """The ids of every trial it will hand out, if known in advance (default: not known)."""
         return None
 
+    def submission(self, configs: list[TrialConfig]) -> Sequence[TrialConfig]:
+        """What the executor's training function receives for these claimed trials.
+
+        Default: the configs themselves. A tuner wraps them with what its
+        workers need besides (a pruner and a snapshot of the study).
+        """
+        return configs
+
 
 class GridSource(TrialSource):
     """A study's grid, stack by stack (:meth:`StudySpec.stacks`); results change nothing."""
