@@ -134,7 +134,7 @@ class SerialExecutor(StackExecutor):
         train, data = self._job
         future: Future[list[Any]] = Future()
         try:
-            future.set_result(train(data, list(configs)))
+            future.set_result(train(data, configs))  # as given: a tuner sends a StackJob
         except Exception as err:  # the future carries it, as a pool's would
             future.set_exception(err)
         return future
@@ -152,7 +152,7 @@ def _init_worker(threads: int, train: TrainStack, data: Any) -> None:
     _WORKER_JOB = (train, data)
 
 
-def _train_in_worker(configs: list[Any]) -> list[Any]:
+def _train_in_worker(configs: Sequence[Any]) -> list[Any]:
     assert _WORKER_JOB is not None, "worker started without a job"
     train, data = _WORKER_JOB
     return train(data, configs)
@@ -182,7 +182,7 @@ class ProcessExecutor(StackExecutor):
     def submit(self, configs: Sequence[Any]) -> Future[list[Any]]:  # noqa: D102
         if self._pool is None:
             raise RuntimeError("call start(train, data) before submit()")
-        return self._pool.submit(_train_in_worker, list(configs))
+        return self._pool.submit(_train_in_worker, configs)
 
     def shutdown(self, *, cancel: bool = False) -> None:  # noqa: D102
         if self._pool is not None:
