@@ -25,7 +25,7 @@ import weightlab
 __all__ = ["COMMANDS", "app", "main"]
 
 #: Subcommands, in the order ``weightlab --help`` lists them.
-COMMANDS = ("weights", "study", "results", "report")
+COMMANDS = ("weights", "study", "tune", "results", "report")
 
 app = typer.Typer(
     name="weightlab",

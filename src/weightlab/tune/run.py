@@ -233,7 +233,7 @@ def _sampler(optuna: Any, spec: TuneSpec, budget: int) -> Any:
 
 
 def _pruner(optuna: Any, spec: TuneSpec) -> Any:
-    first = max(1, spec.epochs // 4)
+    first = min(spec.epochs, max(2, spec.epochs // 4))  # epoch-1 scores say little
     if spec.pruner == "sha":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=first, reduction_factor=3)
     if spec.pruner == "hyperband":
