@@ -416,6 +416,10 @@ def summarize(
         )
     sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
     results = list(results)
+    # a tuner's search trials are scored on validation only (no test metrics by design);
+    # its judged trials, retrained on several seeds, are what the statistics use
+    searched = sum(1 for r in results if r.extra.get("tune_role") == "search")
+    results = [r for r in results if r.extra.get("tune_role") != "search"]
     datas = _Data()
     by_cell: dict[tuple[str, str, str], list[TrialResult]] = {}
     n_done = n_failed = n_pruned = 0
@@ -489,6 +493,9 @@ def summarize(
     interactions = _interactions(evidence, cell_entries, sign)
     verdict, answer = _answer(cells, evidence, interactions, metric, selection, interval,
                               n_failed, n_pruned)  # fmt: skip
+    if searched:
+        answer += (f" {searched} tuning trial(s) (`weightlab tune`'s search, scored on validation "
+                   "only) are not in these statistics; the configurations it judged are.")
     return Summary(metric, sign > 0, tuple(cells), answer, n_done, n_failed, n_pruned,
                    verdict, selection, interval, tuple(interactions), class_names)  # fmt: skip
 
