@@ -542,7 +542,7 @@ def _judge_plan(
     plans: dict[str, list[tuple[str, Any, TrialConfig]]] = {}
     configs: list[TrialConfig] = []
     for cell in cells:
-        chosen = _chosen_trials(cell, spec.pareto_max)
+        chosen = _chosen_trials(cell, spec.pareto_max) if spec.judge_seeds else []
         entries: list[tuple[str, Any, TrialConfig]] = []
         for trial in chosen:
             tid = trial.user_attrs.get(TRIAL_ID)
@@ -596,8 +596,8 @@ def _outcome(
             for c in cfgs:
                 if c.trial_id in store.statuses([c.trial_id]):
                     results[c.trial_id] = store.get(c.trial_id)
-        ok = {tid: cfgs for tid, cfgs in per_seed.items()
-              if all(c.trial_id in results and results[c.trial_id].status == "done" for c in cfgs)}
+        ok = {tid: cfgs for tid, cfgs in per_seed.items() if cfgs
+              and all(c.trial_id in results and results[c.trial_id].status == "done" for c in cfgs)}
         refs = {role: cfg for role, _, cfg in entries if role != "chosen"}
         for role, trial, cfg in entries:
             if cfg.trial_id not in ok:
