@@ -47,7 +47,7 @@ from weightlab.lab.store import ResultStore
 from weightlab.lab.trial import TrialConfig, TrialResult
 from weightlab.lab.weightings import resolve_weighting
 from weightlab.tune.source import TRIAL_ID, Cell, OptunaSource
-from weightlab.tune.space import SearchSpace, grid_space
+from weightlab.tune.space import SearchSpace
 from weightlab.tune.trainer import TuneTrainer
 
 __all__ = [
@@ -63,7 +63,8 @@ __all__ = [
     "run_tuning",
 ]
 
-#: Samplers by name (Optuna's): TPE by default.
+#: Samplers by name (Optuna's): TPE by default; ``grid`` is ``BruteForceSampler`` over each
+#: parameter's low end, default and high end.
 SAMPLERS = ("tpe", "random", "grid", "gp", "cmaes", "nsga2")
 #: Pruners by name: successive halving by default; ``none`` turns pruning off.
 PRUNERS = ("sha", "hyperband", "median", "none")
@@ -219,8 +220,12 @@ def _sampler(optuna: Any, spec: TuneSpec, budget: int) -> Any:
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, constant_liar=True)
     if s == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    if s == "grid":
-        return optuna.samplers.GridSampler(grid_space(spec.space), seed=seed)
+    if s == "grid":  # the tree of families and 3 values per parameter, walked exhaustively
+        import warnings
+
+        with warnings.catch_warnings():  # "experimental": its interface may change, not its walk
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.BruteForceSampler(seed=seed)
     if s == "gp":
         return optuna.samplers.GPSampler(seed=seed)
     if s == "nsga2":
@@ -474,7 +479,8 @@ def run_tuning(
                 pruner=_pruner(optuna, spec), directions=spec.directions, load_if_exists=True,
             )  # fmt: skip
             cells.append(Cell(study, spec.base(arch, opt), spec.space, spec.trials,
-                              spec.metrics, prune=spec.prunes))  # fmt: skip
+                              spec.metrics, prune=spec.prunes,
+                              grid=3 if spec.sampler == "grid" else None))  # fmt: skip
     source = OptunaSource(cells, spec.batch, store)
     trainer = TuneTrainer(spec.metrics[0], spec.patience, extra={"tune_role": "search"})
 

@@ -80,6 +80,8 @@ class Cell:
     budget: int
     metrics: tuple[str, ...]
     prune: bool = True
+    #: draw each parameter from this many values (the grid sampler), else continuously
+    grid: int | None = None
     #: trials asked and not yet told, by trial id (a duplicate waits for its twin)
     waiting: dict[str, list[Any]] = field(default_factory=dict)
     queue: deque[list[TrialConfig]] = field(default_factory=deque)
@@ -153,7 +155,7 @@ class OptunaSource(TrialSource):
         fresh: list[TrialConfig] = []
         for _ in range(want):
             trial = cell.study.ask()
-            config = cell.space.suggest(trial).apply(cell.base)
+            config = cell.space.suggest(trial, cell.grid).apply(cell.base)
             tid = config.trial_id
             trial.set_user_attr(TRIAL_ID, tid)
             trial.set_user_attr("weighting", _label(config))

@@ -207,22 +207,31 @@ class SearchSpace:
             out[name] = tp
         return out
 
-    def suggest(self, trial: Any) -> Point:
-        """Draw a :class:`Point` from an Optuna trial (define-by-run: a family's own parameters)."""
+    def suggest(self, trial: Any, grid: int | None = None) -> Point:
+        """Draw a :class:`Point` from an Optuna trial (define-by-run: a family's own parameters).
+
+        ``grid``: draw each parameter from that many values (its low end, default
+        and high end for 3) as a categorical choice, for Optuna's
+        ``BruteForceSampler``, which walks the resulting tree of families and
+        their parameters exhaustively (a product grid over every family's
+        parameters would be astronomically large).
+        """
         family = trial.suggest_categorical("weighting", list(self.families))
         alpha: float | None = None
         params: dict[str, Any] = {}
         for name, tp in self.param_ranges(family).items():
-            value = _suggest(trial, f"{family}.{name}", tp)
+            value = _suggest(trial, f"{family}.{name}", tp, grid)
             if name == "alpha":
                 alpha = value
             else:
                 params[name] = value
-        lr = trial.suggest_float("lr", *self.lr, log=True) if self.lr else None
-        wd = (
-            trial.suggest_float("weight_decay", *self.weight_decay, log=True)
-            if self.weight_decay else None
-        )  # fmt: skip
+        lr = wd = None
+        if self.lr:
+            mid = math.sqrt(self.lr[0] * self.lr[1])
+            lr = _suggest(trial, "lr", TunableParam(mid, *self.lr, log=True), grid)
+        if self.weight_decay:
+            lo, hi = self.weight_decay
+            wd = _suggest(trial, "weight_decay", TunableParam(math.sqrt(lo * hi), lo, hi, True), grid)
         return Point(family, alpha, tuple(sorted(params.items())), lr, wd)
 
     def to_dict(self) -> dict[str, Any]:
@@ -259,44 +268,31 @@ class SearchSpace:
         return cls(**kw)
 
 
-def _suggest(trial: Any, name: str, tp: TunableParam) -> float:
+def _suggest(trial: Any, name: str, tp: TunableParam, grid: int | None = None) -> float:
     if tp.low == tp.high:
         return float(tp.low)
+    if grid:
+        return float(trial.suggest_categorical(name, _spread(tp, grid)))
     if tp.log_complement:  # 1 - x on a log scale: beta in [0.9, 0.99999]
         gap = trial.suggest_float(f"{name}:1-x", 1.0 - tp.high, 1.0 - tp.low, log=True)
         return float(1.0 - gap)
     return float(trial.suggest_float(name, tp.low, tp.high, log=tp.log))
 
 
-def grid_space(space: SearchSpace, points: int = 3) -> dict[str, Sequence[Any]]:
-    """Optuna's ``GridSampler`` search space: every family, ``points`` values per parameter.
+def _spread(tp: TunableParam, points: int) -> list[float]:
+    """``points`` values of a parameter: low, default, high for 3; evenly in its scale otherwise.
 
-    The values are the low end, the default and the high end (``points=3``),
-    in the coordinates :meth:`SearchSpace.suggest` draws.
+    Example:
+        >>> _spread(TunableParam(2.0, 0.0, 5.0), 3)
+        [0.0, 2.0, 5.0]
     """
-    grid: dict[str, Sequence[Any]] = {"weighting": list(space.families)}
-    for fam in space.families:
-        for name, tp in space.param_ranges(fam).items():
-            if tp.low == tp.high:
-                continue
-            if tp.log_complement:
-                lo, hi = 1.0 - tp.high, 1.0 - tp.low
-                grid[f"{fam}.{name}:1-x"] = _spread(lo, hi, 1.0 - tp.default, points, True)
-            else:
-                grid[f"{fam}.{name}"] = _spread(tp.low, tp.high, tp.default, points, tp.log)
-    if space.lr:
-        grid["lr"] = _spread(*space.lr, math.sqrt(space.lr[0] * space.lr[1]), points, True)
-    if space.weight_decay:
-        lo, hi = space.weight_decay
-        grid["weight_decay"] = _spread(lo, hi, math.sqrt(lo * hi), points, True)
-    return grid
-
-
-def _spread(low: float, high: float, mid: float, points: int, log: bool) -> list[float]:
     if points <= 1:
-        return [mid]
+        return [tp.default]
     if points == 3:
-        return sorted({low, mid, high})
-    if log:
-        return [float(v) for v in np.geomspace(low, high, points)]
-    return [float(v) for v in np.linspace(low, high, points)]
+        return sorted({tp.low, tp.default, tp.high})
+    if tp.log_complement:
+        gaps = np.geomspace(1.0 - tp.high, 1.0 - tp.low, points)
+        return sorted(float(1.0 - g) for g in gaps)
+    if tp.log:
+        return [float(v) for v in np.geomspace(tp.low, tp.high, points)]
+    return [float(v) for v in np.linspace(tp.low, tp.high, points)]
