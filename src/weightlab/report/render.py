@@ -71,7 +71,11 @@ def build_context(
         diagnostics: compute gradient diagnostics at initialisation for architectures
             whose trials carry none (one small forward/backward per class).
     """
-    return _layout(analyze(store, metric=metric, diagnostics=diagnostics))
+    from weightlab.report.tuning import tuning_context
+
+    ctx = _layout(analyze(store, metric=metric, diagnostics=diagnostics))
+    ctx["tuning"] = tuning_context(store.get_meta("tune"))
+    return ctx
 
 
 def _layout(a: ReportAnalysis) -> dict[str, Any]:
@@ -306,6 +310,13 @@ def render_html(context: dict[str, Any]) -> str:
     ctx["per_class"] = [(a, Markup(s)) for a, s in ctx["per_class"]]
     ctx["gradients"] = [{**g, "svg": Markup(g["svg"])} for g in ctx["gradients"]]
     ctx["cells"] = [{**c, "svg": Markup(c["svg"])} for c in ctx.get("cells", [])]
+    tuning = ctx.get("tuning")
+    if tuning:
+        ctx["tuning"] = {**tuning, "cells": [
+            {**c, "figures": {k: Markup(v) for k, v in c["figures"].items()}}
+            for c in tuning["cells"]
+        ]}  # fmt: skip
+    ctx.setdefault("tuning", None)
     return env.get_template("report.html.j2").render(**ctx)
 
 

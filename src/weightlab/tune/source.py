@@ -89,8 +89,11 @@ class Cell:
 
     @property
     def name(self) -> str:
-        """``"arch/optimizer"``."""
-        return f"{self.base.arch}/{self.base.optimizer}"
+        """``"arch/optimizer"`` (a user model by its factory's name)."""
+        arch = self.base.arch
+        if arch.startswith("user:"):  # user:<factory>:<n>, registered for the run
+            arch = arch.split(":")[1]
+        return f"{arch}/{self.base.optimizer}"
 
     def counted(self) -> int:
         """Trials of the budget finished (earlier runs' included) or asked and in flight."""
