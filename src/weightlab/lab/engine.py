@@ -55,6 +55,7 @@ from weightlab.lab.allocator import retain_freed_memory
 from weightlab.lab.architectures import ARCHITECTURES, build_model, build_stacked, check_arch
 from weightlab.lab.data import LabData
 from weightlab.lab.diagnose import diagnose_stack, single_diagnostics
+from weightlab.lab.loss_kernel import stack_forms, stacked_form_parts
 from weightlab.lab.optim import (
     BUILTIN_WEIGHT_DECAY,
     check_lr,
@@ -231,7 +232,7 @@ def _finish(
     extra: dict[str, Any],
     *,
     pruned: str = "",
-    val_logits: npt.NDArray[np.float32] | None = None,
+    val_metrics: dict[str, float] | None = None,
 ) -> TrialResult:
     if failed_epoch:
         return TrialResult(
@@ -253,8 +254,8 @@ def _finish(
             timings=timings,
             extra=extra,
         )
-    if val_logits is not None:
-        extra = {**extra, "val_metrics": _metrics(val_logits, data.y_val.numpy(), data.train_counts)[0]}
+    if val_metrics is not None:
+        extra = {**extra, "val_metrics": val_metrics}
     if logits is None:  # a tuning trial: validation only, the test split is not looked at
         return TrialResult(
             config=config, status="done", train_loss=losses, val_metric=vals,
@@ -272,6 +273,19 @@ def _finish(
         timings=timings,
         extra=extra,
     )
+
+
+def _val_metrics(logits: npt.NDArray[np.float32], data: LabData) -> list[dict[str, float]]:
+    """Validation metrics of slices' logits ``(K, N_val, C)``, or ``{}`` each where not finite."""
+    from weightlab.lab.metrics import stacked_metrics
+
+    finite = np.isfinite(logits).all(axis=(1, 2))
+    out: list[dict[str, float]] = [{} for _ in range(len(logits))]
+    if finite.any():
+        scores = stacked_metrics(logits[finite], data.y_val.numpy(), data.train_counts)
+        for i, m in zip(np.nonzero(finite)[0].tolist(), scores, strict=True):
+            out[i] = m
+    return out
 
 
 def _check_stack(configs: Sequence[TrialConfig]) -> None:
@@ -435,7 +449,7 @@ def train_stack(
     w_all = _weights(class_weights, k, c)
     late_all, drw_all = _deferred(late_class_weights, drw_epochs, k, c, cfg0.epochs)
     lrs, decay = _rates(configs)
-    per_slice = _per_slice(loss_fn, k)  # validates a sequence of losses
+    per_slice = _per_slice(loss_fn, k, c)  # validates a sequence of losses
     fns_all = [loss_fn] * k if callable(loss_fn) else list(loss_fn)
     why = check_arch(cfg0.arch).unstackable
     if why:
@@ -558,19 +572,22 @@ def train_stack(
             params = list(model.parameters())
             idx, alive = idx.index_select(0, keep_t), alive.index_select(0, keep_t)
             best_val, since_best = best_val[keep_t], since_best[keep_t]
-            per_slice = _per_slice([fns_all[i] for i in idx.tolist()] or fns_all[:1], max(1, len(keep)))
+            subset = [fns_all[i] for i in idx.tolist()] or fns_all[:1]
+            per_slice = _per_slice(subset, len(subset), c)
             all_alive = on_cpu and bool(alive.all())
         if progress is not None:
             progress(epoch + 1, epochs)
     fails = failed_at.tolist()
     report = [i for i in range(k) if not fails[i] and i not in pruned]
     t1 = time.perf_counter()
-    val_logits = test_logits = None
+    val_scores: list[dict[str, float]] = []
+    test_logits = None
     diag_final: list[dict[str, Any] | None] = [None] * len(report)
     if report:
         with torch.no_grad():
             _load_slices(model, params, best, idx.tolist(), saved, report)
             val_logits = stacked_logits(model, d.x_val, len(report)).numpy()
+            val_scores = _val_metrics(val_logits, data)
             if evaluate_test:
                 test_logits = stacked_logits(model, d.x_test, len(report)).numpy()
         if diagnostics:
@@ -595,7 +612,7 @@ def train_stack(
                 cfg, losses[i], vals[i], fails[i],
                 None if test_logits is None or pos is None else test_logits[pos],
                 data, dict(timings), extra, pruned=pruned.get(i, ""),
-                val_logits=None if val_logits is None or pos is None else val_logits[pos],
+                val_metrics=None if pos is None else val_scores[pos],
             )
         )  # fmt: skip
     return results
@@ -715,26 +732,51 @@ def stacked_logits(model: nn.Module, x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.cat([model(xs[:, s : s + rows]) for s in range(0, len(x), rows)], 1)
 
 
-def _per_slice(loss_fn: LossFn | Sequence[LossFn], k: int) -> Callable[..., LossParts]:
-    """One loss for all slices, or one per slice (grouped by function), over the K axis."""
+def _per_slice(
+    loss_fn: LossFn | Sequence[LossFn], k: int, num_classes: int | None = None
+) -> Callable[..., LossParts]:
+    """One loss for all slices, or one per slice, over the K axis.
+
+    Slices whose losses carry a softmax form (:mod:`weightlab.lab.loss_kernel`:
+    every lab weighting's) are computed in one batched call, each with its own
+    form; the others grouped by function object.
+    """
     if callable(loss_fn):
-        return _vectorize(loss_fn)
-    fns = list(loss_fn)
-    if len(fns) != k or not all(callable(f) for f in fns):
-        raise InvalidValueError(
-            expected(
-                "loss_fn",
-                f"to be one loss function or a sequence of {k} (one per config)",
-                f"a sequence of {len(fns)}",
-                "Pass one callable per config.",
+        fns = [loss_fn] * k
+    else:
+        fns = list(loss_fn)
+        if len(fns) != k or not all(callable(f) for f in fns):
+            raise InvalidValueError(
+                expected(
+                    "loss_fn",
+                    f"to be one loss function or a sequence of {k} (one per config)",
+                    f"a sequence of {len(fns)}",
+                    "Pass one callable per config.",
+                )
             )
-        )
-    groups: dict[int, tuple[LossFn, list[int]]] = {}
+    forms = [getattr(f, "form", None) for f in fns]
+    if all(f is cross_entropy_parts for f in fns):
+        return cross_entropy_parts  # the fused kernel, the slice axis as it is
+    groups: dict[object, tuple[Callable[..., LossParts], list[int]]] = {}
+    with_form = [i for i, f in enumerate(forms) if f is not None]
+    if with_form and num_classes is not None:
+        stacked = stack_forms([forms[i] for i in with_form], num_classes)
+
+        cache: dict[tuple[torch.dtype, torch.device], Any] = {}
+
+        def batched(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> LossParts:
+            key = (z.dtype, z.device)
+            if key not in cache:
+                cache[key] = stacked.to(z)
+            return stacked_form_parts(z, y, w, cache[key])
+
+        groups["form"] = (batched, with_form)
     for i, f in enumerate(fns):
-        groups.setdefault(id(f), (f, []))[1].append(i)
+        if i not in groups.get("form", (None, []))[1]:
+            groups.setdefault(id(f), (_vectorize(f), []))[1].append(i)
     if len(groups) == 1:
-        return _vectorize(fns[0])
-    parts = [(torch.tensor(idx), _vectorize(f)) for f, idx in groups.values()]
+        return next(iter(groups.values()))[0]
+    parts = [(torch.tensor(idx), f) for f, idx in groups.values()]
     inverse = torch.argsort(torch.cat([idx for idx, _ in parts]))
 
     def apply(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> LossParts:
@@ -899,14 +941,14 @@ def train_single(
         if patience is not None and since_best >= patience and epoch + 1 < epochs:
             stopped = epoch + 1
             break
-    logits = val_logits = None
+    logits = val_scores = None
     t1 = time.perf_counter()
     if not failed_epoch and not pruned:
         if best_state:
             model.load_state_dict(best_state)
         model.eval()
         with torch.no_grad():
-            val_logits = model(d.x_val).numpy()
+            val_scores = _val_metrics(model(d.x_val).numpy()[None], data)[0]
             logits = model(d.x_test).numpy() if evaluate_test else None
     t_eval += time.perf_counter() - t1
     extra: dict[str, Any] = {"stack_size": 1, "checkpoint": checkpoint}
@@ -918,5 +960,5 @@ def train_single(
     timings = {"train": t_train, "eval": t_eval}
     return _finish(
         config, losses, vals, failed_epoch, logits, data, timings, extra,
-        pruned=pruned, val_logits=val_logits,
+        pruned=pruned, val_metrics=val_scores,
     )  # fmt: skip

@@ -45,7 +45,7 @@ import numpy.typing as npt
 
 from weightlab.errors import InvalidValueError, ShapeMismatchError, expected
 
-__all__ = ["HIGHER_IS_BETTER", "METRIC_NAMES", "compute_metrics", "tail_classes"]
+__all__ = ["HIGHER_IS_BETTER", "METRIC_NAMES", "compute_metrics", "stacked_metrics", "tail_classes"]
 
 #: The names of the scalar metrics :func:`compute_metrics` returns, in display order.
 METRIC_NAMES: tuple[str, ...] = (
@@ -258,3 +258,81 @@ def compute_metrics(
         "average_precision": ap,
     }
     return metrics, per_class
+
+
+def _average_precision(scores: npt.NDArray[np.float64], positive: npt.NDArray[np.bool_]) -> float:
+    """One-vs-rest average precision with scikit-learn's tie rule (one step per distinct score)."""
+    order = np.argsort(-scores, kind="stable")
+    s, p = scores[order], positive[order]
+    tp = np.cumsum(p)
+    fp = np.cumsum(~p)
+    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # the end of each run of equal scores
+    tp, fp = tp[last], fp[last]
+    recall_step = np.diff(np.r_[0, tp]) / tp[-1]
+    return float(np.sum(recall_step * tp / (tp + fp)))
+
+
+def stacked_metrics(
+    logits: npt.ArrayLike | Any,
+    y_true: npt.ArrayLike | Any,
+    train_counts: Sequence[int] | npt.ArrayLike,
+) -> list[dict[str, float]]:
+    """The metrics of :func:`compute_metrics` for K slices' logits ``(K, N, C)`` at once.
+
+    The same definitions and values (tested against :func:`compute_metrics`
+    to float tolerance), computed with numpy over the slices instead of one
+    library call per metric per trial (about 50 ms per trial, mostly
+    scikit-learn's input checks): what a tuner scores every trial's
+    validation split with. Per-class lists are not computed.
+
+    Example:
+        >>> z = np.array([[[2.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 3.0]]])
+        >>> m = stacked_metrics(z, np.array([0, 1, 1, 1]), [10, 2])[0]
+        >>> m["accuracy"], round(m["balanced_accuracy"], 4), round(m["tail_recall"], 4)
+        (0.75, 0.8333, 0.6667)
+    """
+    import torch
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
+    z = np.asarray(_as_numpy(logits, "logits"), dtype=np.float64)
+    y = np.asarray(_as_numpy(y_true, "y_true"), dtype=np.int64)
+    counts = _as_numpy(train_counts, "train_counts")
+    if z.ndim != 3:
+        raise ShapeMismatchError(
+            expected("logits", "to have shape (K, rows, classes)", f"shape {z.shape}",
+                     "Stack one (rows, classes) array per slice.")
+        )  # fmt: skip
+    for zk in z:
+        _check(zk, y, counts)
+    k, n, c = z.shape
+    pred = z.argmax(-1)
+    flat = (np.arange(k)[:, None] * c + y[None, :]) * c + pred
+    conf = np.bincount(flat.ravel(), minlength=k * c * c).reshape(k, c, c).astype(np.float64)
+    tp = np.diagonal(conf, axis1=1, axis2=2)
+    support = conf.sum(2)
+    predicted = conf.sum(1)
+    present = support[0] > 0
+    recall = np.where(support > 0, tp / np.maximum(support, 1), 0.0)
+    denom = support + predicted
+    f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
+    tail = tail_classes(counts)
+    with np.errstate(divide="ignore"):
+        gmean = np.exp(np.log(recall).mean(1))
+    probs = torch.softmax(torch.from_numpy(z), dim=-1)
+    p = probs.numpy()
+    out = []
+    for i in range(k):
+        ap = [_average_precision(p[i, :, j], y == j) for j in range(c) if present[j]]
+        ece = multiclass_calibration_error(
+            probs[i].float(), torch.from_numpy(y), num_classes=c, n_bins=ECE_BINS, norm="l1"
+        )
+        out.append({
+            "balanced_accuracy": float(recall[i, present].mean()),
+            "macro_f1": float(f1[i].mean()),
+            "tail_recall": float(recall[i, tail].mean()),
+            "gmean": float(gmean[i]),
+            "macro_auprc": float(np.mean(ap)),
+            "accuracy": float(tp[i].sum() / n),
+            "ece": float(ece),
+        })  # fmt: skip
+    return out

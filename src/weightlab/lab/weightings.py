@@ -99,6 +99,15 @@ def cross_entropy_parts(
     return LossParts((nll * applied).sum(-1), applied.sum(-1))
 
 
+def _mark_cross_entropy() -> None:
+    from weightlab.lab.loss_kernel import SoftmaxForm
+
+    cross_entropy_parts.form = SoftmaxForm()  # type: ignore[attr-defined]
+
+
+_mark_cross_entropy()
+
+
 def _registry_parts(
     logits: torch.Tensor,
     target: torch.Tensor,
@@ -126,15 +135,20 @@ def _literature_loss(
     name: str, counts: tuple[int, ...], params: tuple[tuple[str, float], ...] = ()
 ) -> LabLoss:
     """One loss object per (loss, counts, params): slices sharing it are computed together."""
+    from weightlab.lab.loss_kernel import softmax_form
+
     info: LossInfo = LOSSES.info(name)
     tensor = torch.tensor(counts, dtype=torch.float64) if info.needs_counts else None
-    return functools.partial(
+    loss = functools.partial(
         _registry_parts,
         functional=info.functional,
         weight_arg=info.class_weight,
         counts=tensor,
         **dict(params),
     )
+    # the engine computes every slice with a form in one batched call (lab.loss_kernel)
+    loss.form = softmax_form(name, counts, dict(params))  # type: ignore[attr-defined]
+    return loss
 
 
 #: The ``params`` keys that are not a scheme's or a loss's own parameter.
