@@ -14,6 +14,8 @@ executor       where stacks train
 =============  ======================================================================
 ``serial``     in this process, one after the other, with this process's threads
 ``process``    in ``workers`` spawned processes, one stack at a time each
+``ray``        one Ray task per stack, on a local Ray runtime or a Ray cluster
+               (``weightlab.lab.executor_ray``; ``pip install 'weightlab[ray]'``)
 =============  ======================================================================
 
 **Thread policy** (one rule for every executor): a stack trains with
@@ -38,6 +40,7 @@ Example:
 from __future__ import annotations
 
 import abc
+import importlib
 import multiprocessing as mp
 import os
 from collections.abc import Callable, Sequence
@@ -190,22 +193,58 @@ class ProcessExecutor(StackExecutor):
             self._pool = None
 
 
-#: Executors by name: ``make_executor(name, workers)``.
-EXECUTORS: dict[str, Callable[[int], StackExecutor]] = {
-    "serial": SerialExecutor,
-    "process": ProcessExecutor,
-}
+def _ray_executor(workers: int = 1, **options: Any) -> StackExecutor:
+    """``RayExecutor(workers, **options)``, its module (and Ray) imported on first use only.
 
-
-def make_executor(name: str = "serial", workers: int = 1) -> StackExecutor:
-    """Build the executor ``name`` for ``workers`` concurrent stacks.
+    The registry names the module instead of importing it, so importing this
+    module never imports Ray.
 
     Raises:
-        InvalidValueError: an unknown name or a bad ``workers``.
+        ImportError: Ray is not installed (naming ``pip install 'weightlab[ray]'``).
+    """
+    module = importlib.import_module("weightlab.lab.executor_ray")
+    executor: StackExecutor = module.RayExecutor(workers, **options)
+    return executor
+
+
+#: Executors by name: ``make_executor(name, workers, **options)``. Only ``ray`` takes options
+#: (``address``, ``max_retries``, ...; see :class:`weightlab.lab.executor_ray.RayExecutor`).
+EXECUTORS: dict[str, Callable[..., StackExecutor]] = {
+    "serial": SerialExecutor,
+    "process": ProcessExecutor,
+    "ray": _ray_executor,
+}
+#: The executors that take options beyond ``workers``.
+_TAKES_OPTIONS = frozenset({"ray"})
+
+
+def make_executor(name: str = "serial", workers: int = 1, **options: Any) -> StackExecutor:
+    """Build the executor ``name`` for ``workers`` concurrent stacks.
+
+    ``options`` go to executors that take them: ``make_executor("ray", 4,
+    address="auto")`` joins the running Ray cluster.
+
+    Raises:
+        InvalidValueError: an unknown name, a bad ``workers``, or options for
+            an executor that takes none.
+        ImportError: ``"ray"`` without Ray installed.
+
+    Example:
+        >>> make_executor("serial", 1, address="auto")
+        Traceback (most recent call last):
+        ...
+        weightlab.errors.InvalidValueError: Expected `address` to be given only to the 'ray' ...
     """
     check_workers(workers)
     if name not in EXECUTORS:
         raise InvalidValueError(
             expected("executor", f"to be one of {names(EXECUTORS)}", repr(name), "Pick one.")
         )
-    return EXECUTORS[name](workers)
+    if options and name not in _TAKES_OPTIONS:
+        key, value = next(iter(options.items()))
+        raise InvalidValueError(
+            expected(key, "to be given only to the 'ray' executor",
+                     f"{key}={value!r} with the {name!r} executor",
+                     "Drop it, or use make_executor('ray', ...).")
+        )
+    return EXECUTORS[name](workers, **options)
