@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from weightlab.cli._executor import AddressOption, ExecutorOption, WorkersOption, build_executor
 from weightlab.errors import InvalidValueError, StoreWriteError, WeightlabError, expected
 
 __all__ = ["data_params", "parse_list", "report_path", "study_command"]
@@ -166,7 +167,9 @@ def study_command(
     metric: Annotated[
         str | None, typer.Option(help="Metric the summary ranks by (default balanced_accuracy).")
     ] = None,
-    workers: Annotated[int, typer.Option(help="Stacks trained in parallel processes.")] = 1,
+    workers: WorkersOption = 1,
+    executor: ExecutorOption = None,
+    address: AddressOption = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     diagnostics: Annotated[
         bool,
@@ -198,16 +201,16 @@ def study_command(
                             ("metric", metric)):
             if value is not None:
                 overrides[name] = value
-        if workers < 1:
-            raise InvalidValueError(
-                expected("--workers", "to be an integer >= 1", repr(workers), "Use 1 or more.")
-            )
         if config is not None:
             spec = StudySpec.from_toml(config, preset=preset, **overrides)
         else:
             spec = StudySpec.preset(preset or "quick", **overrides)
         _check_target(spec, typed=target is not None)
-        _run(spec, store, workers=workers, quiet=quiet, diagnostics=diagnostics, report=report)
+        ex = build_executor(executor, workers, address)
+        try:
+            _run(spec, store, executor=ex, quiet=quiet, diagnostics=diagnostics, report=report)
+        finally:
+            ex.shutdown()
     except (WeightlabError, ImportError) as err:  # ImportError: e.g. Parquet without pyarrow
         typer.echo(f"Error: {err}", err=True)
         raise typer.Exit(2) from None
@@ -291,7 +294,7 @@ def _write_failure(err: StoreWriteError, store: Any) -> str:
 
 
 def _run(
-    spec: Any, store_path: Path, *, workers: int, quiet: bool, diagnostics: bool, report: bool
+    spec: Any, store_path: Path, *, executor: Any, quiet: bool, diagnostics: bool, report: bool
 ) -> None:
     from rich.console import Console
     from rich.progress import (
@@ -341,7 +344,7 @@ def _run(
                     store,
                     progress=on_progress,
                     command=sys.argv,
-                    workers=workers,
+                    executor=executor,
                     diagnostics=diagnostics,
                 )
         except StoreWriteError as err:
