@@ -65,6 +65,13 @@ def test_every_front_door_name_is_the_object_of_its_layer() -> None:
     assert set(weightlab.__all__) <= set(dir(weightlab))
 
 
+def test_the_tuner_is_at_the_front_door_and_loads_the_lab_only_when_asked() -> None:
+    import weightlab.tune.user
+
+    assert weightlab.tune_model is weightlab.tune.user.tune_model
+    assert "tune_model" not in weightlab.__all__  # a star import stays light
+
+
 def test_every_loss_class_of_weightlab_losses_is_at_the_front_door() -> None:
     classes = {
         name

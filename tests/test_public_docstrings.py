@@ -7,7 +7,13 @@ import inspect
 
 import pytest
 
-LIBRARY = ["weightlab.functional", "weightlab.losses", "weightlab.weights"]
+LIBRARY = [
+    "weightlab.distributed",
+    "weightlab.functional",
+    "weightlab.losses",
+    "weightlab.tune",
+    "weightlab.weights",
+]
 
 
 def _public(module_name):

@@ -5,7 +5,11 @@ counts and weight schemes), :mod:`weightlab.functional` (pure losses on
 logits) and :mod:`weightlab.losses` (their ``nn.Module`` wrappers), the loss
 classes themselves (``weightlab.CrossEntropyLoss`` is
 ``weightlab.losses.CrossEntropyLoss``), :mod:`weightlab.errors` and
-:mod:`weightlab.diagnostics` (per-class gradient shares). They are
+:mod:`weightlab.diagnostics` (per-class gradient shares) and
+:mod:`weightlab.distributed` (weighted means exact across DDP ranks and
+accumulation steps), plus :func:`weightlab.tune_model` (find the weighting
+for your own model; it loads :mod:`weightlab.tune` and the lab when first
+called). They are
 loaded on first use (PEP 562), so ``import weightlab`` stays cheap and
 ``import weightlab.weights`` still needs no torch. The lab, the report and the
 CLI are never imported from here: ask for them by name (``import
@@ -29,7 +33,7 @@ TYPE_CHECKING = False
 __version__ = "0.1.0"
 
 # Each lazily loaded name and the module that holds it (a submodule maps to itself).
-_SUBMODULES = ("diagnostics", "errors", "functional", "losses", "weights")
+_SUBMODULES = ("diagnostics", "distributed", "errors", "functional", "losses", "weights")
 _LOSS_CLASSES = (
     "AsymmetricLoss",
     "BCEWithLogitsLoss",
@@ -43,15 +47,20 @@ _LOSS_CLASSES = (
     "LogitAdjustedLoss",
     "SigmoidFocalLoss",
 )
-_LAZY = {name: f"weightlab.{name}" for name in _SUBMODULES} | dict.fromkeys(
-    _LOSS_CLASSES, "weightlab.losses"
+_LAZY = (
+    {name: f"weightlab.{name}" for name in _SUBMODULES}
+    | dict.fromkeys(_LOSS_CLASSES, "weightlab.losses")
+    | {"tune_model": "weightlab.tune.user"}
 )
 
-__all__ = [*_LOSS_CLASSES, "__version__", *_SUBMODULES]  # sorted: capitals first
+# sorted: capitals first; `tune_model` is left out so that `from weightlab import *` never
+# loads the lab it needs
+__all__ = [*_LOSS_CLASSES, "__version__", *_SUBMODULES]
 
 if TYPE_CHECKING:
     # What the type checker sees: the same names, imported eagerly.
     from weightlab import diagnostics as diagnostics
+    from weightlab import distributed as distributed
     from weightlab import errors as errors
     from weightlab import functional as functional
     from weightlab import losses as losses
@@ -67,6 +76,7 @@ if TYPE_CHECKING:
     from weightlab.losses import LDAMLoss as LDAMLoss
     from weightlab.losses import LogitAdjustedLoss as LogitAdjustedLoss
     from weightlab.losses import SigmoidFocalLoss as SigmoidFocalLoss
+    from weightlab.tune.user import tune_model as tune_model
 else:
     # Hidden from the type checker, so that a misspelt `weightlab.Foo` is still an error there.
 

@@ -109,6 +109,11 @@ class TuneSpec:
         judge_seeds: the seeds the chosen configurations are retrained on (empty:
             no judging, e.g. without a test split; one seed gives no interval).
         pareto_max: at most this many Pareto configurations are judged.
+
+    Example:
+        >>> spec = TuneSpec(metrics=("balanced_accuracy", "ece"), trials=32)
+        >>> spec.directions, spec.prunes
+        (['maximize', 'minimize'], False)
     """
 
     data: str = "digits-lt"
@@ -335,7 +340,13 @@ class CellOutcome:
 
 @dataclass(frozen=True)
 class TuneOutcome:
-    """What :func:`run_tuning` did: the cells' outcomes and the work it took."""
+    """What :func:`run_tuning` did: the cells' outcomes and the work it took.
+
+    Example:
+        >>> TuneOutcome(TuneSpec(), [], 1.0, 1.0, trained_epochs=30, full_epochs=40,
+        ...             class_names=("a", "b"), train_counts=[9, 1]).pruning_saving
+        0.25
+    """
 
     spec: TuneSpec
     cells: list[CellOutcome]
@@ -463,6 +474,14 @@ def run_tuning(
     Raises:
         ImportError: Optuna is not installed (the message names the extra).
         InvalidValueError: bad settings (before any training).
+
+    Example:
+        >>> from weightlab.lab.store import MemoryStore
+        >>> spec = TuneSpec(trials=4, batch=4, epochs=2, judge_seeds=(1, 2),
+        ...                 space=SearchSpace(families=("none", "power")))
+        >>> out = run_tuning(spec, MemoryStore())
+        >>> [j.role for j in out.cells[0].judged][-2:]
+        ['none', 'balanced']
     """
     optuna = require_optuna()
     start = time.perf_counter()

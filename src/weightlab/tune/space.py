@@ -140,6 +140,14 @@ class SearchSpace:
 
     Raises:
         InvalidValueError: an unknown family, an unknown ``family.param``, or an empty range.
+
+    Example:
+        >>> import optuna
+        >>> space = SearchSpace(families=("focal",), ranges={"focal.gamma": (1.0, 3.0)},
+        ...                     class_weighted_losses=False)
+        >>> point = space.suggest(optuna.create_study().ask())
+        >>> point.weighting, 1.0 <= dict(point.params)["gamma"] <= 3.0
+        ('focal', True)
     """
 
     families: tuple[str, ...] = field(default_factory=default_families)

@@ -301,6 +301,15 @@ def tune_model(
     Raises:
         InvalidValueError, ShapeMismatchError: bad data, model, space or
             settings, before any training.
+
+    Example:
+        >>> from weightlab.lab.data import load_data
+        >>> d = load_data("digits-lt")
+        >>> out = tune_model(lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 10)),
+        ...                  (d.x_train, d.y_train), (d.x_val, d.y_val), trials=2, batch=2,
+        ...                  epochs=1, space=SearchSpace(families=("none", "power")))
+        >>> out.cells[0].trials, out.cells[0].engine
+        (2, 'stacked: torch.func vmap')
     """
     from weightlab.lab.stores import open_store
 
