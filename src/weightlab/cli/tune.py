@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from weightlab.cli._executor import AddressOption, ExecutorOption, WorkersOption
 from weightlab.errors import InvalidValueError, StoreWriteError, WeightlabError, expected
 
 __all__ = ["parse_range", "tune_command", "tune_spec"]
@@ -173,13 +174,9 @@ def tune_command(
     config: Annotated[
         Path | None, typer.Option(help="A TOML file: study keys and a [tune] table.")
     ] = None,
-    workers: Annotated[int, typer.Option(help="Stacks trained at once.")] = 1,
-    executor: Annotated[
-        str | None, typer.Option(help="serial, process (default with --workers > 1) or ray.")
-    ] = None,
-    address: Annotated[
-        str | None, typer.Option(help="Ray: auto or ray://host:port (default: start a local Ray).")
-    ] = None,
+    workers: WorkersOption = 1,
+    executor: ExecutorOption = None,
+    address: AddressOption = None,
     format_: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
     quiet: Annotated[bool, typer.Option(help="No live display.")] = False,
     report: Annotated[
@@ -235,18 +232,10 @@ def tune_command(
 
 
 def _executor(name: str | None, workers: int, address: str | None) -> Any:
-    """The executor the flags ask for (``None``: the runner's default for ``workers``)."""
-    try:
-        from weightlab.cli._executor import build_executor  # type: ignore[import-not-found]
-    except ImportError:
-        build_executor = None
-    if build_executor is not None:
-        return build_executor(name, workers, address)
-    from weightlab.lab.executors import make_executor
+    """The executor the flags ask for, as ``weightlab study`` builds it (errors name the flags)."""
+    from weightlab.cli._executor import build_executor
 
-    if name is None and address is None:
-        return None
-    return make_executor(name or "serial", workers)
+    return build_executor(name, workers, address)
 
 
 def _run(

@@ -358,7 +358,8 @@ class RayExecutor(StackExecutor):
         task = _remote_task(self._ray).options(
             num_cpus=self.threads, num_gpus=self.gpus, max_retries=self.max_retries
         )
-        ref = task.remote(train_ref, data_ref, items, self.threads)
+        # the stack as given (a tuner's StackJob carries its pruner); items settle a crash
+        ref = task.remote(train_ref, data_ref, configs, self.threads)
         future: Future[list[Any]] = Future()
         with self._lock:
             self._pending[future] = ref
