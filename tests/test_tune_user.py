@@ -111,6 +111,12 @@ def test_the_three_classifiers_tune_as_user_models(digits, factory, engine):
     np.testing.assert_allclose(res.train_loss, alone.train_loss, rtol=1e-4)
 
 
+def test_ldam_trains_on_a_user_model_without_a_head_option(digits):
+    out = tune_model(MLP, *_splits(digits), trials=3, batch=3, epochs=2, judge_seeds=(),
+                     space=SearchSpace(families=("ldam",)))  # fmt: skip
+    assert out.cells[0].trials == 3 and out.cells[0].failed == 0
+
+
 def test_datasets_and_loaders_are_accepted(digits):
     train = TensorDataset(digits.x_train, digits.y_train)
     val = DataLoader(TensorDataset(digits.x_val, digits.y_val), batch_size=50)

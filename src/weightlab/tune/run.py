@@ -400,6 +400,9 @@ def _paste(config: TrialConfig, data: LabData) -> tuple[dict[str, float], dict[s
     if not np.allclose(w.class_weight, 1.0):
         args.append(f"class_weight=torch.tensor({[round(float(v), 4) for v in w.class_weight]})")
     text = f"weightlab.losses.{cls}({', '.join(args)})"
+    if info.head == "cosine":
+        text += ("  # on cosine logits in [-1, 1]: end the model with "
+                 "weightlab.lab.models.CosineLinear")  # fmt: skip
     if late is not None:
         start = w.drw_epoch(config.epochs)
         text += (f"  # and from epoch {start} (0-based) on: DeferredReweighting(counts, "

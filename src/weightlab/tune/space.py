@@ -91,9 +91,15 @@ class Point:
     def apply(self, base: TrialConfig) -> TrialConfig:
         """``base`` (data, arch, optimizer, epochs, seed, ...) with this point's settings.
 
-        The weighting's model options (LDAM's cosine head) are merged under the base's.
+        The weighting's model options (LDAM's cosine head) are merged under the
+        base's, where the architecture has them (a user's model takes none: LDAM
+        then trains on its own logits, its scale ``s`` searched).
         """
-        mp = weighting_model_params(self.weighting) | dict(base.model_params)
+        from weightlab.lab.architectures import ARCHITECTURES
+
+        takes = ARCHITECTURES.get(base.arch).defaults if base.arch in ARCHITECTURES else {}
+        asked = {k: v for k, v in weighting_model_params(self.weighting).items() if k in takes}
+        mp = asked | dict(base.model_params)
         return TrialConfig(
             data=base.data, arch=base.arch, optimizer=base.optimizer,
             weighting=self.weighting, alpha=self.alpha, seed=base.seed,
