@@ -25,7 +25,7 @@ runner = CliRunner()
 
 TINY = [
     "--archs", "mlp", "--optimizers", "sgd,adam", "--weightings", "none,power",
-    "--strengths", "0.5,1", "--seeds", "0,1", "--epochs", "1", "--quiet",
+    "--strengths", "0.5,1", "--seeds", "0,1", "--epochs", "1", "--lr", "0.05", "--quiet",
 ]  # fmt: skip
 
 
@@ -177,11 +177,11 @@ def test_bad_data_param_names_the_loader_option(tmp_path: Path) -> None:
 
 KILL_ARGS = [
     "--archs", "mlp", "--optimizers", "sgd,adam,adamw,rmsprop", "--weightings",
-    "none,balanced", "--seeds", "0", "--epochs", "3", "--quiet",
+    "none,balanced", "--seeds", "0", "--epochs", "3", "--lr", "0.05", "--quiet",
 ]  # fmt: skip
 KILL_SPEC = {
     "archs": ["mlp"], "optimizers": ["sgd", "adam", "adamw", "rmsprop"],
-    "weightings": ["none", "balanced"], "seeds": [0], "epochs": 3,
+    "weightings": ["none", "balanced"], "seeds": [0], "epochs": 3, "lr": 0.05, "lrs": {},
 }  # fmt: skip
 
 
@@ -226,7 +226,7 @@ def test_sigkill_mid_study_then_rerun_loses_nothing(tmp_path: Path) -> None:
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
     before = _rows(store)
-    total = StudySpec(**KILL_SPEC).num_trials
+    total = StudySpec.preset("quick", **KILL_SPEC).num_trials
     assert 0 < len(before) < total, "killed after the study had finished; make it longer"
     with SQLiteStore(store, create=False) as s:
         # Where the kill landed decides whether a stack was marked running (it
@@ -244,7 +244,7 @@ def test_sigkill_mid_study_then_rerun_loses_nothing(tmp_path: Path) -> None:
     assert {tid: after[tid] for tid in before} == before  # finished rows untouched
     with SQLiteStore(store, create=False) as s:
         assert s.running_ids() == set()
-        assert s.finished_ids() == {c.trial_id for c in StudySpec(**KILL_SPEC).trials()}
+        assert s.finished_ids() == {c.trial_id for c in StudySpec.preset("quick", **KILL_SPEC).trials()}
         assert s.get_meta("command")[1:3] == ["study", "--archs"]
 
 
@@ -259,7 +259,7 @@ def _count_finished(path: Path) -> int:
 
 ONE_TRIAL = [
     "--archs", "mlp", "--optimizers", "sgd", "--weightings", "none", "--seeds", "0",
-    "--epochs", "1", "--quiet", "--no-report", "--no-diagnostics",
+    "--epochs", "1", "--lr", "0.05", "--quiet", "--no-report", "--no-diagnostics",
 ]  # fmt: skip
 
 

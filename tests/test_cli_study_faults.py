@@ -21,14 +21,15 @@ from weightlab.lab.study import StudySpec
 #: A study of several stacks that takes a few seconds to train.
 SPEC = {
     "archs": ["mlp"], "optimizers": ["sgd", "adam", "adamw", "rmsprop"],
-    "weightings": ["none", "balanced", "focal"], "seeds": [0, 1], "epochs": 4,
+    "weightings": ["none", "balanced", "focal"], "seeds": [0, 1], "epochs": 4, "lr": 0.05,
+    "lrs": {},  # as --lr gives it: one rate, no grid (the preset's patience stays)
 }  # fmt: skip
 ARGS = [
     "--archs", "mlp", "--optimizers", "sgd,adam,adamw,rmsprop", "--weightings",
-    "none,balanced,focal", "--seeds", "0,1", "--epochs", "4", "--quiet", "--no-report",
+    "none,balanced,focal", "--seeds", "0,1", "--epochs", "4", "--lr", "0.05", "--quiet", "--no-report",
     "--no-diagnostics",
 ]  # fmt: skip
-TOTAL = StudySpec(**SPEC).num_trials
+TOTAL = StudySpec.preset("quick", **SPEC).num_trials
 
 
 def _weightlab() -> list[str]:
@@ -164,7 +165,7 @@ def read_only_mount(tmp_path: Path):
 def test_a_read_only_store_is_one_line_and_stays_readable(read_only_mount) -> None:
     src, mnt = read_only_mount
     small = ["--archs", "mlp", "--optimizers", "sgd", "--weightings", "none", "--epochs", "1",
-             "--quiet", "--no-report", "--no-diagnostics"]  # fmt: skip
+             "--lr", "0.05", "--quiet", "--no-report", "--no-diagnostics"]  # fmt: skip
     first = subprocess.run([*_weightlab(), "study", *small, "--seeds", "0", "--store",
                             str(src / "s.sqlite")], capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
@@ -187,9 +188,9 @@ def test_a_read_only_store_is_one_line_and_stays_readable(read_only_mount) -> No
 def test_two_runs_on_one_store_share_the_work(tmp_path: Path) -> None:
     store = tmp_path / "shared.sqlite"
     SQLiteStore(store).close()  # both start on an existing file
-    longer = [*ARGS[: ARGS.index("--epochs")], "--epochs", "12", "--quiet", "--no-report",
+    longer = [*ARGS[: ARGS.index("--epochs")], "--epochs", "12", "--lr", "0.05", "--quiet", "--no-report",
               "--no-diagnostics"]  # fmt: skip
-    spec = StudySpec(**{**SPEC, "epochs": 12})
+    spec = StudySpec.preset("quick", **{**SPEC, "epochs": 12})
     cmd = [*_weightlab(), "study", *longer, "--store", str(store)]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]  # fmt: skip

@@ -43,7 +43,7 @@ def test_unknown_executor_names_the_known_ones():
     with pytest.raises(InvalidValueError) as info:
         make_executor("dask")
     assert str(info.value) == (
-        "Expected `executor` to be one of 'serial', 'process', but got 'dask'. Pick one."
+        "Expected `executor` to be one of 'serial', 'process', 'ray', but got 'dask'. Pick one."
     )
 
 

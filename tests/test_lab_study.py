@@ -42,14 +42,19 @@ TINY = {
 
 def test_quick_preset_is_default_and_grid_size():
     quick = StudySpec.preset("quick")
-    assert quick == StudySpec(model_params={"gru": {"hidden": 32}})
+    assert quick == StudySpec(
+        model_params={"gru": {"hidden": 32}}, epochs=40, patience=8,
+        lrs={"sgd": (0.05, 0.1), "adam": (3e-3, 1e-2), "rmsprop": (1e-3, 3e-3)},
+    )  # fmt: skip
     assert quick.archs == ("mlp", "cnn", "gru")
     assert quick.optimizers == ("sgd", "adam", "rmsprop")
     assert quick.strengths == (0.25, 0.5, 1.0)
-    # 3 archs x 3 optimizers x (none + 3 power strengths + focal + logit_adjusted + ldam) x 2 seeds
-    assert quick.num_trials == len(quick.trials()) == 126
-    # per arch x optimizer: one stack of 12 linear-head trials, one of 2 cosine-head LDAM trials
-    assert sorted(len(s) for s in group_stacks(quick.trials())) == [2] * 9 + [12] * 9
+    # 3 archs x 3 optimizers x 2 lrs x (none + 3 powers + focal + logit_adjusted + ldam) x 2 seeds
+    assert quick.num_trials == len(quick.trials()) == 252
+    # per arch x optimizer: both learning rates in one stack (per-slice rates): 24 linear-head
+    # trials, and 4 cosine-head LDAM trials
+    assert sorted(len(s) for s in group_stacks(quick.trials())) == [4] * 9 + [24] * 9
+    assert {c.patience for c in quick.trials()} == {8}
     full = PRESETS["full"]
     assert full.num_trials == len(full.trials()) > quick.num_trials
 
@@ -76,6 +81,32 @@ def test_from_toml_example_and_overrides():
     assert spec.model_params["mlp"] == {"hidden": 64, "layers": 2}
     assert StudySpec.from_toml(EXAMPLE, epochs=2, seeds=[7]).seeds == (7,)
     assert StudySpec.from_toml(EXAMPLE, preset="full").epochs == 10  # the file wins over presets
+
+
+def test_an_lr_grid_trains_every_rate_and_the_summary_compares_each_at_its_best():
+    from weightlab.lab.summary import choose_learning_rates
+
+    spec = StudySpec(archs=["mlp"], optimizers=["sgd"], weightings=["none", "focal"], seeds=[0],
+                     lrs={"sgd": [0.001, 0.1], "adam": [0.01]}, epochs=3)  # fmt: skip
+    assert sorted({c.lr for c in spec.trials()}) == [0.001, 0.1] and spec.num_trials == 4
+    results = run_study_results(spec)
+    kept, choices = choose_learning_rates(results, "balanced_accuracy", lambda r: 10)
+    assert len(kept) == 2 and {ch.weighting for ch in choices} == {"none", "focal"}
+    for ch in choices:  # the chosen rate is the one best on validation
+        assert ch.scores[ch.chosen] == max(ch.scores.values())
+    with pytest.raises(InvalidValueError, match="Expected `lrs` to map optimizers"):
+        StudySpec(lrs={"sgdd": [0.1]})
+    with pytest.raises(InvalidValueError, match="Expected `patience` to be None or an integer"):
+        StudySpec(patience=0)
+
+
+def run_study_results(spec):
+    from weightlab.lab.store import MemoryStore
+    from weightlab.lab.study import run_study
+
+    store = MemoryStore()
+    run_study(spec, store, diagnostics=False)
+    return store.results()
 
 
 def test_from_toml_errors(tmp_path):

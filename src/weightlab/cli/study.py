@@ -153,7 +153,20 @@ def study_command(
     epochs: Annotated[int | None, typer.Option(help="Training epochs per trial.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Mini-batch size.")] = None,
     lr: Annotated[
-        float | None, typer.Option(help="Learning rate (default: the lab's per optimizer).")
+        float | None,
+        typer.Option(help="One learning rate for every optimizer (replaces the preset's grid; "
+                          "default: the preset's grid, else the lab's rate per optimizer)."),
+    ] = None,
+    lr_grid: Annotated[
+        list[str] | None,
+        typer.Option(help="A learning-rate grid for one optimizer, OPT=LR,LR (repeatable), e.g. "
+                          "sgd=0.01,0.05: every trial trains at each, and each weighting is "
+                          "compared at its rate best on validation."),
+    ] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(help="Early stopping: stop a trial after this many epochs without a better "
+                          "validation score (--epochs is then the maximum)."),
     ] = None,
     store: Annotated[
         Path, typer.Option(help="Result store (SQLite); an existing one is resumed.")
@@ -197,8 +210,12 @@ def study_command(
         ):
             if text is not None:
                 overrides[name] = parse_list(name, text, kind)
+        if lr_grid:
+            overrides["lrs"] = _lr_grid(lr_grid)
+        elif lr is not None:  # one rate for every optimizer: no grid from the preset or file
+            overrides["lrs"] = {}
         for name, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr),
-                            ("metric", metric)):
+                            ("metric", metric), ("patience", patience)):
             if value is not None:
                 overrides[name] = value
         if config is not None:
@@ -214,6 +231,28 @@ def study_command(
     except (WeightlabError, ImportError) as err:  # ImportError: e.g. Parquet without pyarrow
         typer.echo(f"Error: {err}", err=True)
         raise typer.Exit(2) from None
+
+
+def _lr_grid(items: list[str]) -> dict[str, list[float]]:
+    """``["sgd=0.01,0.05"]`` -> ``{"sgd": [0.01, 0.05]}``.
+
+    Raises:
+        InvalidValueError: an item that is not ``OPT=LR,LR``.
+
+    Example:
+        >>> _lr_grid(["sgd=0.01,0.05", "adam=0.001"])
+        {'sgd': [0.01, 0.05], 'adam': [0.001]}
+    """
+    out: dict[str, list[float]] = {}
+    for item in items:
+        opt, sep, rates = item.partition("=")
+        if not sep or not opt.strip():
+            raise InvalidValueError(
+                expected("--lr-grid", "to be OPTIMIZER=LR,LR", repr(item),
+                         "Write it like --lr-grid sgd=0.01,0.05.")
+            )  # fmt: skip
+        out[opt.strip()] = parse_list("lr-grid", rates, float)
+    return out
 
 
 def _check_target(spec: Any, *, typed: bool) -> None:

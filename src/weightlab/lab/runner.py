@@ -162,6 +162,7 @@ class EngineTrainer:
             loss_fn=[r.loss for r in resolved],
             val_metric=self.metric if self.metric in VAL_METRICS else "balanced_accuracy",
             diagnostics=self.diagnostics,
+            patience=configs[0].patience,
         )
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,12 +46,14 @@ from weightlab.lab.weightings import weighting_label
 
 __all__ = [
     "ALIAS_TOLERANCE",
+    "RateChoice",
     "CellSummary",
     "Interaction",
     "Summary",
     "WeightingStats",
     "alias_groups",
     "selection_score",
+    "choose_learning_rates",
     "summarize",
 ]
 
@@ -267,6 +269,74 @@ def selection_score(result: TrialResult, metric: str) -> tuple[float | None, boo
     return (float(max(curve)), False) if curve else (None, False)
 
 
+@dataclass(frozen=True)
+class RateChoice:
+    """The learning rate a weighting of a cell is compared at, chosen on validation.
+
+    Attributes:
+        cell: ``(data, arch, optimizer)``.
+        weighting: the weighting's label.
+        chosen: the rate with the best mean validation score over seeds.
+        scores: the mean validation score at each rate of the grid.
+        collapsed: rates of the grid where its test balanced accuracy is near
+            chance (a step-size collapse, not a weighting's effect).
+    """
+
+    cell: tuple[str, str, str]
+    weighting: str
+    chosen: float | None
+    scores: dict[float | None, float]
+    collapsed: tuple[float | None, ...]
+
+
+def choose_learning_rates(
+    results: Sequence[TrialResult], metric: str, num_classes: Callable[[TrialResult], int | None]
+) -> tuple[list[TrialResult], list[RateChoice]]:
+    """Keep, per (cell, weighting), the trials at the learning rate best on validation.
+
+    A study with a learning-rate grid (``StudySpec.lrs``) trains every
+    weighting at each rate; each weighting is then compared at its own best
+    rate (mean validation score over seeds, the selection rule of the
+    summary), so a weighting that collapses at one untuned step size is not
+    judged by it. Trials of a single rate pass through.
+
+    Example:
+        >>> mk = lambda lr, v: TrialResult(TrialConfig("d", "mlp", "sgd", "none", None, 0, lr=lr),
+        ...                                "done", val_metric=[v])
+        >>> kept, choices = choose_learning_rates([mk(0.01, 0.8), mk(0.1, 0.3)],
+        ...                                       "balanced_accuracy", lambda r: None)
+        >>> [r.config.lr for r in kept], choices[0].chosen
+        ([0.01], 0.01)
+    """
+    sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+    groups: dict[tuple[tuple[str, str, str], str], dict[float | None, list[TrialResult]]] = {}
+    for r in results:
+        c = r.config
+        key = ((c.data, c.arch, c.optimizer), weighting_label(c))
+        groups.setdefault(key, {}).setdefault(c.lr, []).append(r)
+    kept: list[TrialResult] = []
+    choices: list[RateChoice] = []
+    for (cell, label), by_lr in groups.items():
+        if len(by_lr) == 1:
+            kept += next(iter(by_lr.values()))
+            continue
+        scores: dict[float | None, float] = {}
+        collapsed = []
+        for lr, trials in by_lr.items():
+            vals = [v for v, _ in (selection_score(t, metric) for t in trials
+                                   if t.status == "done") if v is not None]  # fmt: skip
+            scores[lr] = float(np.mean(vals)) if vals else -math.inf * sign
+            bas = [t.metrics["balanced_accuracy"] for t in trials
+                   if t.status == "done" and "balanced_accuracy" in t.metrics]  # fmt: skip
+            c = num_classes(trials[0])
+            if bas and c and vd.is_near_chance(float(np.mean(bas)), c):
+                collapsed.append(lr)
+        chosen = max(scores, key=lambda lr: sign * scores[lr])
+        kept += by_lr[chosen]
+        choices.append(RateChoice(cell, label, chosen, scores, tuple(collapsed)))
+    return kept, choices
+
+
 class _Data:
     """Each data set of a study reloaded once (test labels, counts, class names)."""
 
@@ -421,6 +491,12 @@ def summarize(
     searched = sum(1 for r in results if r.extra.get("tune_role") == "search")
     results = [r for r in results if r.extra.get("tune_role") != "search"]
     datas = _Data()
+
+    def classes_of(r: TrialResult) -> int | None:
+        d = datas.get(r.config)
+        return d.num_classes if d is not None else None
+
+    results, rate_choices = choose_learning_rates(results, metric, classes_of)
     by_cell: dict[tuple[str, str, str], list[TrialResult]] = {}
     n_done = n_failed = n_pruned = 0
     for r in results:
@@ -493,11 +569,41 @@ def summarize(
     interactions = _interactions(evidence, cell_entries, sign)
     verdict, answer = _answer(cells, evidence, interactions, metric, selection, interval,
                               n_failed, n_pruned)  # fmt: skip
+    answer += _rates_sentence(rate_choices)
     if searched:
         answer += (f" {searched} tuning trial(s) (`weightlab tune`'s search, scored on validation "
                    "only) are not in these statistics; the configurations it judged are.")
     return Summary(metric, sign > 0, tuple(cells), answer, n_done, n_failed, n_pruned,
                    verdict, selection, interval, tuple(interactions), class_names)  # fmt: skip
+
+
+def _rates_sentence(choices: Sequence[RateChoice]) -> str:
+    """How the learning rates were chosen, and the collapses the choice kept out."""
+    if not choices:
+        return ""
+    by_opt: dict[str, dict[float | None, int]] = {}
+    for ch in choices:
+        tally = by_opt.setdefault(ch.cell[2], {})
+        tally[ch.chosen] = tally.get(ch.chosen, 0) + 1
+    parts = [f"{opt}: " + ", ".join(f"lr {lr:g} for {n}" for lr, n in sorted(
+        t.items(), key=lambda kv: (kv[0] is None, kv[0] or 0.0)))
+        for opt, t in by_opt.items()]  # fmt: skip
+    text = (" Each weighting is compared at its own learning rate, the one of the study's grid "
+            "best on validation (chosen per cell and weighting: " + "; ".join(parts) + ").")
+    avoided = [ch for ch in choices if ch.collapsed and ch.chosen not in ch.collapsed]
+    if avoided:
+        shown = ", ".join(f"{ch.weighting} with {ch.cell[1]}/{ch.cell[2]} at lr "
+                          f"{'/'.join(f'{lr:g}' for lr in ch.collapsed if lr is not None)}"
+                          for ch in avoided[:4])  # fmt: skip
+        text += (f" At another rate of the grid, {len(avoided)} of them collapse to near chance "
+                 f"({shown}{', ...' if len(avoided) > 4 else ''}): a step-size collapse, not an "
+                 "effect of the weight, and left out.")
+    both = [ch for ch in choices if ch.chosen in ch.collapsed]
+    if both:
+        text += (f" {len(both)} weighting(s) are near chance even at their best rate of the grid "
+                 "(" + ", ".join(f"{ch.weighting} with {ch.cell[1]}/{ch.cell[2]}"
+                                 for ch in both[:4]) + "): widen the grid for them.")
+    return text
 
 
 def _none_entry(entries: dict[str, _Entry]) -> _Entry | None:

@@ -23,7 +23,7 @@ TrialStatus = Literal["done", "failed", "pruned"]
 PER_SLICE_FIELDS = ("weighting", "alpha", "seed", "params", "lr", "weight_decay")
 #: Fields left out of :meth:`TrialConfig.to_dict` (and so of the trial id) while at their
 #: default, so adding them kept the ids of every earlier study.
-_OMITTED_AT_DEFAULT = {"params": (), "weight_decay": None}
+_OMITTED_AT_DEFAULT = {"params": (), "weight_decay": None, "patience": None}
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,8 @@ class TrialConfig:
             ``focal``), ``class_weights`` (a scheme a loss is weighted with) and
             ``drw_epoch`` (deferred re-weighting); empty: the defaults.
         weight_decay: decoupled weight decay (``None``: the optimizer's own).
+        patience: early stopping: stop after this many epochs without a better
+            validation score, ``epochs`` being the maximum (``None``: train every epoch).
     """
 
     data: str
@@ -63,6 +65,7 @@ class TrialConfig:
     model_params: tuple[tuple[str, Any], ...] = ()
     params: tuple[tuple[str, Any], ...] = ()
     weight_decay: float | None = None
+    patience: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (params as dicts; ``params`` and ``weight_decay`` only when set)."""

@@ -192,7 +192,7 @@ class TuneSpec:
             data=self.data, arch=arch, optimizer=optimizer, weighting="none", alpha=None,
             seed=self.seed, lr=self.lr, epochs=self.epochs, batch_size=self.batch_size,
             data_params=tuple(sorted(self.data_params.items())),
-            model_params=tuple(sorted(mp.items())),
+            model_params=tuple(sorted(mp.items())), patience=self.patience,
         )  # fmt: skip
 
     def fingerprint(self, arch: str, optimizer: str) -> str:

@@ -159,7 +159,7 @@ class TuneTrainer:
                           for r in resolved]) if deferred else None
             ),  # fmt: skip
             drw_epochs=[r.drw_epoch(epochs) for r in resolved] if deferred else None,
-            patience=self.patience,
+            patience=configs[0].patience if configs[0].patience is not None else self.patience,
             on_epoch=pruner,
             evaluate_test=self.evaluate_test,
         )
