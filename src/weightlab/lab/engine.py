@@ -21,10 +21,11 @@ the gradient of :math:`L_k` alone. :func:`train_single` is the plain loop
 over one model (also any user ``nn.Module``) and gives the same numbers as
 that trial's slice, to float tolerance.
 
-**Curves and checkpoint.** Training runs a fixed number of epochs (no early
-stopping). After every epoch the engines record the mean training loss (over
-the epoch's rows) and the validation metric (``"balanced_accuracy"`` or
-``"macro_f1"``). The reported test logits and metrics come from the
+**Curves and checkpoint.** ``epochs`` is a maximum: a slice stops after
+``patience`` epochs without a better validation score, or when the
+``on_epoch`` hook prunes it, and leaves the stack (see :func:`train_stack`).
+After every epoch the engines record the mean training loss (over the epoch's
+rows) and the validation metric (``"balanced_accuracy"`` or ``"macro_f1"``). The reported test logits and metrics come from the
 **best-validation epoch** (the earliest epoch with the highest value), the
 usual model-selection rule; pass ``checkpoint="last"`` for the final epoch.
 
