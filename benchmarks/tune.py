@@ -64,12 +64,18 @@ def weightlab_run(data: LabData, spec: TuneSpec) -> dict[str, Any]:
 
     out = run_tuning(spec, MemoryStore(), data=data, progress=progress)
     trace.append((out.search_seconds, out.cells[0].best_val[0]))  # told after the last stack
-    return {"seconds": out.search_seconds, "trace": trace, "epochs": out.trained_epochs,
-            "full": out.full_epochs, "best": out.cells[0].best_val[0]}  # fmt: skip
+    return {
+        "seconds": out.search_seconds,
+        "trace": trace,
+        "epochs": out.trained_epochs,
+        "full": out.full_epochs,
+        "best": out.cells[0].best_val[0],
+    }
 
 
-def plain_objective(data: LabData, spec: TuneSpec, arch: str, trace: list, t0: float,
-                    counter: dict[str, int]):  # fmt: skip
+def plain_objective(
+    data: LabData, spec: TuneSpec, arch: str, trace: list, t0: float, counter: dict[str, int]
+):
     d = data.inputs(arch)
     base = spec.base(arch, "adam")
     shape = d.arch_shape(arch)
@@ -87,7 +93,7 @@ def plain_objective(data: LabData, spec: TuneSpec, arch: str, trace: list, t0: f
             model.train()
             perm = torch.randperm(n)
             for start in range(0, n, cfg.batch_size):
-                idx = perm[start: start + cfg.batch_size]
+                idx = perm[start : start + cfg.batch_size]
                 parts = w.loss(model(d.x_train[idx]), d.y_train[idx], weight)
                 loss = parts.total / parts.normalizer
                 opt.zero_grad()
@@ -111,9 +117,10 @@ def plain_run(data: LabData, spec: TuneSpec, arch: str) -> dict[str, Any]:
     trace: list[tuple[float, float]] = []
     counter = {"epochs": 0}
     study = optuna.create_study(
-        direction="maximize", pruner=_pruner(optuna, spec),
+        direction="maximize",
+        pruner=_pruner(optuna, spec),
         sampler=optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=10),
-    )  # fmt: skip
+    )
     t0 = time.perf_counter()
     study.optimize(plain_objective(data, spec, arch, trace, t0, counter), n_trials=spec.trials)
     seconds = time.perf_counter() - t0
@@ -122,8 +129,13 @@ def plain_run(data: LabData, spec: TuneSpec, arch: str) -> dict[str, Any]:
     for t, v in trace:
         best = max(best, v)
         best_trace.append((t, best))
-    return {"seconds": seconds, "trace": best_trace, "epochs": counter["epochs"],
-            "full": spec.trials * spec.epochs, "best": study.best_value}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "trace": best_trace,
+        "epochs": counter["epochs"],
+        "full": spec.trials * spec.epochs,
+        "best": study.best_value,
+    }
 
 
 def best_at(trace: list[tuple[float, float]], t: float) -> float:
@@ -135,9 +147,20 @@ def lr_check(data: LabData, arch: str, k: int, epochs: int) -> None:
     """Per-slice learning rates in one stack vs one stack per learning rate (grouping)."""
     rng = np.random.default_rng(0)
     lrs = np.exp(rng.uniform(np.log(1e-4), np.log(3e-2), k))
-    cfgs = [TrialConfig("digits-lt", arch, "adam", "none", None, seed=i, lr=float(lr),
-                        epochs=epochs, model_params=(("hidden", 64),))
-            for i, lr in enumerate(lrs)]  # fmt: skip
+    cfgs = [
+        TrialConfig(
+            "digits-lt",
+            arch,
+            "adam",
+            "none",
+            None,
+            seed=i,
+            lr=float(lr),
+            epochs=epochs,
+            model_params=(("hidden", 64),),
+        )
+        for i, lr in enumerate(lrs)
+    ]
     ones = [[1.0] * data.num_classes]
     times = {"one stack, per-slice lr": [], "grouped by lr (K stacks of 1)": []}
     for _ in range(2):
@@ -158,14 +181,26 @@ def lr_check(data: LabData, arch: str, k: int, epochs: int) -> None:
 def cli_check(trials: int) -> None:
     exe = Path(sys.executable).with_name("weightlab")
     with tempfile.TemporaryDirectory() as tmp:
-        args = [str(exe), "tune", "--archs", "mlp", "--optimizers", "adam", "--quiet",
-                "--no-report", "--store", os.path.join(tmp, "t.sqlite")]  # fmt: skip
+        args = [
+            str(exe),
+            "tune",
+            "--archs",
+            "mlp",
+            "--optimizers",
+            "adam",
+            "--quiet",
+            "--no-report",
+            "--store",
+            os.path.join(tmp, "t.sqlite"),
+        ]
         t = time.perf_counter()
         done = subprocess.run(args, capture_output=True, text=True)
         seconds = time.perf_counter() - t
     status = "ok" if done.returncode == 0 else f"rc {done.returncode}: {done.stderr[-300:]}"
-    print(f"\n`weightlab tune --archs mlp --optimizers adam` with its defaults ({trials} trials, "
-          f"judging included): {seconds:.1f} s ({status})")
+    print(
+        f"\n`weightlab tune --archs mlp --optimizers adam` with its defaults ({trials} trials, "
+        f"judging included): {seconds:.1f} s ({status})"
+    )
 
 
 def main() -> None:
@@ -183,35 +218,55 @@ def main() -> None:
     # one-time costs (imports, first vmap, Optuna's samplers) are paid once per process by
     # either way of tuning; a tiny run of each first keeps them out of the comparison
     for arch in args.archs.split(","):
-        warm = TuneSpec(archs=(arch,), optimizers=("adam",), trials=2, batch=2, epochs=1,
-                        judge_seeds=())  # fmt: skip
+        warm = TuneSpec(
+            archs=(arch,), optimizers=("adam",), trials=2, batch=2, epochs=1, judge_seeds=()
+        )
         weightlab_run(data, warm)
         plain_run(data, warm, arch)
     rows = []
     for arch in args.archs.split(","):
-        spec = TuneSpec(archs=(arch,), optimizers=("adam",), trials=args.trials, batch=args.batch,
-                        epochs=args.epochs, judge_seeds=(), space=SearchSpace())  # fmt: skip
+        spec = TuneSpec(
+            archs=(arch,),
+            optimizers=("adam",),
+            trials=args.trials,
+            batch=args.batch,
+            epochs=args.epochs,
+            judge_seeds=(),
+            space=SearchSpace(),
+        )
         runs: dict[str, list[dict[str, Any]]] = {"weightlab": [], "plain": []}
-        order = ["weightlab", "plain", "plain", "weightlab"][: 2 * args.repeats] if args.repeats > 1 \
-            else ["weightlab", "plain"]  # fmt: skip
+        order = (
+            ["weightlab", "plain", "plain", "weightlab"][: 2 * args.repeats]
+            if args.repeats > 1
+            else ["weightlab", "plain"]
+        )
         for name in order:
-            runs[name].append(weightlab_run(data, spec) if name == "weightlab"
-                              else plain_run(data, spec, arch))  # fmt: skip
+            runs[name].append(
+                weightlab_run(data, spec) if name == "weightlab" else plain_run(data, spec, arch)
+            )
         a = min(runs["weightlab"], key=lambda r: r["seconds"])
         b = min(runs["plain"], key=lambda r: r["seconds"])
         horizon = min(a["seconds"], b["seconds"])
         rows.append((arch, a, b, horizon))
-    print(f"\n{args.trials} trials, digits-lt, Adam, {args.epochs} epochs, weightlab K={args.batch};"
-          f" best of {args.repeats} interleaved run(s)")
-    print(f"{'arch':5s} {'engine':10s} {'seconds':>8s} {'trials/s':>9s} {'best val':>9s} "
-          f"{'best val @ t':>13s} {'epochs run':>11s} {'saved':>6s}")
+    print(
+        f"\n{args.trials} trials, digits-lt, Adam, {args.epochs} epochs, weightlab K={args.batch};"
+        f" best of {args.repeats} interleaved run(s)"
+    )
+    print(
+        f"{'arch':5s} {'engine':10s} {'seconds':>8s} {'trials/s':>9s} {'best val':>9s} "
+        f"{'best val @ t':>13s} {'epochs run':>11s} {'saved':>6s}"
+    )
     for arch, a, b, horizon in rows:
         for name, r in (("weightlab", a), ("plain", b)):
-            print(f"{arch:5s} {name:10s} {r['seconds']:8.1f} {args.trials / r['seconds']:9.2f} "
-                  f"{r['best']:9.3f} {best_at(r['trace'], horizon):13.3f} "
-                  f"{r['epochs']:5d}/{r['full']:<5d} {1 - r['epochs'] / r['full']:6.0%}")
-        print(f"{arch:5s} ratio: weightlab runs {b['seconds'] / a['seconds']:.1f}x the trials per "
-              f"second of the plain loop (t = {horizon:.1f} s for 'best val @ t')")
+            print(
+                f"{arch:5s} {name:10s} {r['seconds']:8.1f} {args.trials / r['seconds']:9.2f} "
+                f"{r['best']:9.3f} {best_at(r['trace'], horizon):13.3f} "
+                f"{r['epochs']:5d}/{r['full']:<5d} {1 - r['epochs'] / r['full']:6.0%}"
+            )
+        print(
+            f"{arch:5s} ratio: weightlab runs {b['seconds'] / a['seconds']:.1f}x the trials per "
+            f"second of the plain loop (t = {horizon:.1f} s for 'best val @ t')"
+        )
     if args.lr_check:
         for arch in args.archs.split(","):
             lr_check(data, arch, args.batch, 10)

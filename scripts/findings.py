@@ -29,13 +29,22 @@ from weightlab.lab.study import StudySpec, run_study, summarize
 
 #: The literature's claims the page checks, as (weighting label, source, claim).
 CLAIMS = (
-    ("ldam", "Cao et al. 2019 (LDAM; with DRW on CIFAR-10-LT)",
-     "LDAM beats plain cross-entropy on long-tailed data"),
+    (
+        "ldam",
+        "Cao et al. 2019 (LDAM; with DRW on CIFAR-10-LT)",
+        "LDAM beats plain cross-entropy on long-tailed data",
+    ),
     ("logit_adjusted", "Menon et al. 2021", "logit adjustment beats plain cross-entropy"),
-    ("power(a=1)", "Cao et al. 2019, Cui et al. 2019 (re-weighting baselines)",
-     "inverse-frequency re-weighting beats plain cross-entropy"),
-    ("focal", "Lin et al. 2017 (as a long-tail baseline in Cui et al. 2019)",
-     "focal loss beats plain cross-entropy"),
+    (
+        "power(a=1)",
+        "Cao et al. 2019, Cui et al. 2019 (re-weighting baselines)",
+        "inverse-frequency re-weighting beats plain cross-entropy",
+    ),
+    (
+        "focal",
+        "Lin et al. 2017 (as a long-tail baseline in Cui et al. 2019)",
+        "focal loss beats plain cross-entropy",
+    ),
 )
 
 
@@ -55,6 +64,7 @@ def _entry(cell: Any, label: str) -> Any:
 
 
 def study(ratio: float, preset: str, seeds: list[int], root: Path) -> tuple[Any, Any, float]:
+    """Run (or resume) the preset at ``ratio`` and summarise it; the seconds it took."""
     spec = StudySpec.preset(preset, data_params={"imbalance_ratio": ratio}, seeds=seeds)
     path = root / f"findings-r{ratio:g}.sqlite"
     t = time.perf_counter()
@@ -66,31 +76,45 @@ def study(ratio: float, preset: str, seeds: list[int], root: Path) -> tuple[Any,
 
 
 def page(runs: list[tuple[float, Any, Any, float]], preset: str) -> str:
-    lines = ["# Findings: what the lab measures on digits-lt", "",
-             "Produced by `scripts/findings.py` (rerun it to check every number; its command "
-             "line and the grid are below). Metric: balanced accuracy on the test split; each "
-             "weighting of each (architecture, optimizer) cell is trained at its learning rate "
-             "chosen on validation from the preset's grid; gains over `none` are paired per seed "
-             "with a 95 % interval that adds a paired bootstrap of the test rows to the seed "
-             "noise (see [lab.md](lab.md)). Cells whose unweighted model is near chance are "
-             "marked undertrained and not used as evidence.", ""]  # fmt: skip
+    """The findings page as Markdown."""
+    lines = [
+        "# Findings: what the lab measures on digits-lt",
+        "",
+        "Produced by `scripts/findings.py` (rerun it to check every number; its command "
+        "line and the grid are below). Metric: balanced accuracy on the test split; each "
+        "weighting of each (architecture, optimizer) cell is trained at its learning rate "
+        "chosen on validation from the preset's grid; gains over `none` are paired per seed "
+        "with a 95 % interval that adds a paired bootstrap of the test rows to the seed "
+        "noise (see [lab.md](lab.md)). Cells whose unweighted model is near chance are "
+        "marked undertrained and not used as evidence.",
+        "",
+    ]
     for ratio, spec, summary, seconds in runs:
-        lines += [f"## Imbalance ratio {ratio:g}", "",
-                  f"Grid: preset `{preset}`, archs {', '.join(spec.archs)}; optimizers "
-                  f"{', '.join(spec.optimizers)}; weightings {', '.join(spec.weightings)} "
-                  f"(power at {', '.join(f'{a:g}' for a in spec.strengths)}); seeds "
-                  f"{', '.join(map(str, spec.seeds))}; up to {spec.epochs} epochs, patience "
-                  f"{spec.patience}; {spec.num_trials} trials ({seconds:.0f} s here).", "",
-                  "| cell | none | chosen on validation | its gain over none [95 % CI] | "
-                  + " | ".join(f"{lab} gain" for lab, _, _ in CLAIMS) + " |",
-                  "|---|---|---|---|" + "---|" * len(CLAIMS)]  # fmt: skip
+        lines += [
+            f"## Imbalance ratio {ratio:g}",
+            "",
+            f"Grid: preset `{preset}`, archs {', '.join(spec.archs)}; optimizers "
+            f"{', '.join(spec.optimizers)}; weightings {', '.join(spec.weightings)} "
+            f"(power at {', '.join(f'{a:g}' for a in spec.strengths)}); seeds "
+            f"{', '.join(map(str, spec.seeds))}; up to {spec.epochs} epochs, patience "
+            f"{spec.patience}; {spec.num_trials} trials ({seconds:.0f} s here).",
+            "",
+            "| cell | none | chosen on validation | its gain over none [95 % CI] | "
+            + " | ".join(f"{lab} gain" for lab, _, _ in CLAIMS)
+            + " |",
+            "|---|---|---|---|" + "---|" * len(CLAIMS),
+        ]
         for cell in summary.cells:
             none = _entry(cell, "none")
             base = f"{none.mean:.3f}" if none is not None and none.mean is not None else "-"
             best = cell.best
             flag = " (undertrained)" if cell.undertrained else ""
-            row = [f"{cell.arch}/{cell.optimizer}{flag}", base,
-                   best.weighting if best is not None else "-", _fmt(best)]  # fmt: skip
+            row = [
+                f"{cell.arch}/{cell.optimizer}{flag}",
+                base,
+                best.weighting if best is not None else "-",
+                _fmt(best),
+            ]
             row += [_fmt(_entry(cell, lab)) for lab, _, _ in CLAIMS]
             lines.append("| " + " | ".join(row) + " |")
         lines += ["", "Against the literature:", ""]
@@ -98,8 +122,13 @@ def page(runs: list[tuple[float, Any, Any, float]], preset: str) -> str:
             above = below = unclear = 0
             for cell in summary.cells:
                 e = _entry(cell, lab)
-                if cell.undertrained or e is None or e.gain is None or e.gain_low is None \
-                        or not math.isfinite(e.gain_low):  # fmt: skip
+                if (
+                    cell.undertrained
+                    or e is None
+                    or e.gain is None
+                    or e.gain_low is None
+                    or not math.isfinite(e.gain_low)
+                ):
                     continue
                 if e.gain_low > 0:
                     above += 1
@@ -120,16 +149,24 @@ def page(runs: list[tuple[float, Any, Any, float]], preset: str) -> str:
                 verdict = "disagrees more often than it agrees"
             else:
                 verdict = "is not supported with this many seeds (most intervals cover 0)"
-            lines.append(f"- {source}: *{claim}*. Here: above cross-entropy in {above} of {n} "
-                         f"trained cells, below in {below}, interval covering 0 in {unclear}; "
-                         f"our data {verdict}.")  # fmt: skip
-        lines += ["", "The summary's answer for this ratio, as printed:", "", "> " + summary.answer,
-                  ""]  # fmt: skip
+            lines.append(
+                f"- {source}: *{claim}*. Here: above cross-entropy in {above} of {n} "
+                f"trained cells, below in {below}, interval covering 0 in {unclear}; "
+                f"our data {verdict}."
+            )
+        lines += [
+            "",
+            "The summary's answer for this ratio, as printed:",
+            "",
+            "> " + summary.answer,
+            "",
+        ]
     lines += ["## Command", "", "```sh", "python " + " ".join(sys.argv), "```", ""]
     return "\n".join(lines)
 
 
 def main() -> None:
+    """Parse the flags, run the studies, write the page."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="quick")
     p.add_argument("--seeds", default="0,1,2,3,4")

@@ -244,7 +244,8 @@ def test_sigkill_mid_study_then_rerun_loses_nothing(tmp_path: Path) -> None:
     assert {tid: after[tid] for tid in before} == before  # finished rows untouched
     with SQLiteStore(store, create=False) as s:
         assert s.running_ids() == set()
-        assert s.finished_ids() == {c.trial_id for c in StudySpec.preset("quick", **KILL_SPEC).trials()}
+        want = StudySpec.preset("quick", **KILL_SPEC).trials()
+        assert s.finished_ids() == {c.trial_id for c in want}
         assert s.get_meta("command")[1:3] == ["study", "--archs"]
 
 

@@ -26,8 +26,8 @@ SPEC = {
 }  # fmt: skip
 ARGS = [
     "--archs", "mlp", "--optimizers", "sgd,adam,adamw,rmsprop", "--weightings",
-    "none,balanced,focal", "--seeds", "0,1", "--epochs", "4", "--lr", "0.05", "--quiet", "--no-report",
-    "--no-diagnostics",
+    "none,balanced,focal", "--seeds", "0,1", "--epochs", "4", "--lr", "0.05", "--quiet",
+    "--no-report", "--no-diagnostics",
 ]  # fmt: skip
 TOTAL = StudySpec.preset("quick", **SPEC).num_trials
 
@@ -188,8 +188,8 @@ def test_a_read_only_store_is_one_line_and_stays_readable(read_only_mount) -> No
 def test_two_runs_on_one_store_share_the_work(tmp_path: Path) -> None:
     store = tmp_path / "shared.sqlite"
     SQLiteStore(store).close()  # both start on an existing file
-    longer = [*ARGS[: ARGS.index("--epochs")], "--epochs", "12", "--lr", "0.05", "--quiet", "--no-report",
-              "--no-diagnostics"]  # fmt: skip
+    longer = [*ARGS[: ARGS.index("--epochs")], "--epochs", "12", "--lr", "0.05", "--quiet",
+              "--no-report", "--no-diagnostics"]  # fmt: skip
     spec = StudySpec.preset("quick", **{**SPEC, "epochs": 12})
     cmd = [*_weightlab(), "study", *longer, "--store", str(store)]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -20,21 +20,49 @@ from weightlab.lab.store_sqlite import SQLiteStore
 from weightlab.tune.run import journal_path
 
 runner = CliRunner()
-SMALL = ["--trials", "6", "--batch", "3", "--epochs", "3", "--judge-seeds", "1,2",
-         "--weightings", "none,power,focal", "--quiet"]  # fmt: skip
+SMALL = [
+    "--trials",
+    "6",
+    "--batch",
+    "3",
+    "--epochs",
+    "3",
+    "--judge-seeds",
+    "1,2",
+    "--weightings",
+    "none,power,focal",
+    "--quiet",
+]
 
 
 def _weightlab() -> list[str]:
     exe = Path(sys.executable).with_name("weightlab")
-    return [str(exe)] if exe.exists() else [sys.executable, "-c", "from weightlab.cli import main; main()"]  # noqa: E501
+    return (
+        [str(exe)]
+        if exe.exists()
+        else [sys.executable, "-c", "from weightlab.cli import main; main()"]
+    )
 
 
 def test_help_lists_the_flags():
     out = runner.invoke(app, ["tune", "--help"], terminal_width=200)
     assert out.exit_code == 0
-    for flag in ("--data", "--target", "--archs", "--optimizers", "--store", "--model", "--trials",
-                 "--batch", "--metric", "--sampler", "--pruner", "--range", "--executor",
-                 "--format"):  # fmt: skip
+    for flag in (
+        "--data",
+        "--target",
+        "--archs",
+        "--optimizers",
+        "--store",
+        "--model",
+        "--trials",
+        "--batch",
+        "--metric",
+        "--sampler",
+        "--pruner",
+        "--range",
+        "--executor",
+        "--format",
+    ):
         assert flag in out.output
 
 
@@ -51,15 +79,17 @@ def test_a_tuning_prints_the_choice_and_writes_a_store_results_and_report_read(t
     res = runner.invoke(app, ["results", str(store)], terminal_width=200)
     assert res.exit_code == 0 and "tuning trial(s)" in " ".join(res.output.split())
     rep = runner.invoke(app, ["report", str(store), "--output", str(tmp_path / "r.html")])
-    assert "id=\"tuning\"" in (tmp_path / "r.html").read_text()
+    assert 'id="tuning"' in (tmp_path / "r.html").read_text()
     assert rep.exit_code == 0, rep.output
 
 
 def test_json_output(tmp_path):
-    out = runner.invoke(app, ["tune", *SMALL, "--store", str(tmp_path / "t.sqlite"), "--no-report",
-                              "--format", "json"])  # fmt: skip
+    out = runner.invoke(
+        app,
+        ["tune", *SMALL, "--store", str(tmp_path / "t.sqlite"), "--no-report", "--format", "json"],
+    )
     assert out.exit_code == 0, out.output
-    doc = json.loads(out.stdout[out.stdout.index("{"):])
+    doc = json.loads(out.stdout[out.stdout.index("{") :])
     cell = doc["cells"][0]
     assert cell["cell"] == "mlp/adam" and cell["trials"] == 6
     assert cell["judged"][0]["role"] == "chosen" and "class_weight" in cell["judged"][0]
@@ -67,7 +97,8 @@ def test_json_output(tmp_path):
 
 def test_a_model_file_with_an_lstm(tmp_path):
     f = tmp_path / "net.py"
-    f.write_text(textwrap.dedent("""
+    f.write_text(
+        textwrap.dedent("""
         import torch
         from torch import nn
 
@@ -83,9 +114,21 @@ def test_a_model_file_with_an_lstm(tmp_path):
 
         def make():
             return Net()
-    """))
-    out = runner.invoke(app, ["tune", *SMALL, "--model", f"{f}:make", "--store",
-                              str(tmp_path / "t.sqlite"), "--no-report"], terminal_width=200)  # fmt: skip
+    """)
+    )
+    out = runner.invoke(
+        app,
+        [
+            "tune",
+            *SMALL,
+            "--model",
+            f"{f}:make",
+            "--store",
+            str(tmp_path / "t.sqlite"),
+            "--no-report",
+        ],
+        terminal_width=200,
+    )
     assert out.exit_code == 0, out.output
     flat = " ".join(out.output.split())
     assert "make/adam: 6 trials" in flat and "one by one: torch.func.vmap cannot stack it" in flat
@@ -118,8 +161,11 @@ def _search_finished(path: Path) -> dict[str, str]:
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
         try:
-            return dict(conn.execute(
-                "SELECT trial_id, status FROM trials WHERE status != 'running'").fetchall())
+            return dict(
+                conn.execute(
+                    "SELECT trial_id, status FROM trials WHERE status != 'running'"
+                ).fetchall()
+            )
         finally:
             conn.close()
     except sqlite3.Error:
@@ -129,8 +175,22 @@ def _search_finished(path: Path) -> dict[str, str]:
 @pytest.mark.slow
 def test_sigkill_mid_run_loses_nothing_finished_and_a_rerun_completes(tmp_path):
     store = tmp_path / "t.sqlite"
-    args = [*_weightlab(), "tune", "--trials", "40", "--batch", "4", "--epochs", "6",
-            "--judge-seeds", "1", "--quiet", "--no-report", "--store", str(store)]  # fmt: skip
+    args = [
+        *_weightlab(),
+        "tune",
+        "--trials",
+        "40",
+        "--batch",
+        "4",
+        "--epochs",
+        "6",
+        "--judge-seeds",
+        "1",
+        "--quiet",
+        "--no-report",
+        "--store",
+        str(store),
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     try:
@@ -152,11 +212,13 @@ def test_sigkill_mid_run_loses_nothing_finished_and_a_rerun_completes(tmp_path):
             assert again.status == res.status and again.val_metric == res.val_metric
         search = [r for r in s.results() if r.extra.get("tune_role") == "search"]
     storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(journal_path(store))))
+        optuna.storages.journal.JournalFileBackend(str(journal_path(store)))
+    )
     (name,) = optuna.get_all_study_names(storage)
     trials = optuna.load_study(study_name=name, storage=storage).trials
-    counted = [t for t in trials if t.state.is_finished()
-               and not t.user_attrs.get("weightlab:interrupted")]  # fmt: skip
+    counted = [
+        t for t in trials if t.state.is_finished() and not t.user_attrs.get("weightlab:interrupted")
+    ]
     assert len(counted) == 40  # the budget counts what is done, the killed run's included
     assert len({r.config.trial_id for r in search}) == len(search)  # nothing trained twice
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in trials)

@@ -33,9 +33,16 @@ def digits():
 
 def _cfg(seed, optimizer="adam", arch="mlp", epochs=3, **kw):
     return TrialConfig(
-        "digits-lt", arch, optimizer, kw.pop("weighting", "none"), kw.pop("alpha", None),
-        seed=seed, epochs=epochs, model_params=kw.pop("model_params", (("hidden", 8),)), **kw,
-    )  # fmt: skip
+        "digits-lt",
+        arch,
+        optimizer,
+        kw.pop("weighting", "none"),
+        kw.pop("alpha", None),
+        seed=seed,
+        epochs=epochs,
+        model_params=kw.pop("model_params", (("hidden", 8),)),
+        **kw,
+    )
 
 
 def _close(a, b, tol=1e-4):
@@ -61,8 +68,11 @@ def test_each_slice_trains_at_its_own_learning_rate(digits, optimizer):
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_each_slice_has_its_own_decoupled_weight_decay(digits, optimizer):
-    cfgs = [_cfg(0, optimizer, weight_decay=0.5), _cfg(0, optimizer, weight_decay=0.0),
-            _cfg(0, optimizer)]  # fmt: skip
+    cfgs = [
+        _cfg(0, optimizer, weight_decay=0.5),
+        _cfg(0, optimizer, weight_decay=0.0),
+        _cfg(0, optimizer),
+    ]
     stacked = train_stack(digits, cfgs, _ones(3))
     for cfg, res in zip(cfgs, stacked, strict=True):
         _close(res, train_single(digits, cfg, [1.0] * 10))
@@ -73,16 +83,35 @@ def test_each_slice_has_its_own_decoupled_weight_decay(digits, optimizer):
 
 
 def test_deferred_reweighting_switches_the_weights_at_its_epoch(digits):
-    cfgs = [_cfg(s, "sgd", weighting="ldam", params=(("drw_start", 0.5),), epochs=4,
-                 model_params=(("head", "cosine"), ("hidden", 8))) for s in (0, 1)]  # fmt: skip
+    cfgs = [
+        _cfg(
+            s,
+            "sgd",
+            weighting="ldam",
+            params=(("drw_start", 0.5),),
+            epochs=4,
+            model_params=(("head", "cosine"), ("hidden", 8)),
+        )
+        for s in (0, 1)
+    ]
     ws = [resolve_weighting(c, digits.train_counts) for c in cfgs]
     assert ws[0].drw_epoch(4) == 2 and ws[0].late_class_weight is not None
     stacked = train_stack(
-        digits, cfgs, [w.class_weight for w in ws], loss_fn=[w.loss for w in ws],
-        late_class_weights=[w.late_class_weight for w in ws], drw_epochs=[2, 4],
-    )  # fmt: skip
-    alone = train_single(digits, cfgs[0], ws[0].class_weight, loss_fn=ws[0].loss,
-                         late_class_weight=ws[0].late_class_weight, drw_epoch=2)  # fmt: skip
+        digits,
+        cfgs,
+        [w.class_weight for w in ws],
+        loss_fn=[w.loss for w in ws],
+        late_class_weights=[w.late_class_weight for w in ws],
+        drw_epochs=[2, 4],
+    )
+    alone = train_single(
+        digits,
+        cfgs[0],
+        ws[0].class_weight,
+        loss_fn=ws[0].loss,
+        late_class_weight=ws[0].late_class_weight,
+        drw_epoch=2,
+    )
     _close(stacked[0], alone)
     never = train_single(digits, cfgs[1], ws[1].class_weight, loss_fn=ws[1].loss)
     _close(stacked[1], never)
@@ -133,11 +162,11 @@ def test_validation_only_leaves_the_test_split_alone(digits):
 
 
 def test_bad_patience_and_rates_name_the_fix(digits):
-    with pytest.raises(InvalidValueError, match="patience.*patience=5"):
+    with pytest.raises(InvalidValueError, match=r"patience.*patience=5"):
         train_stack(digits, [_cfg(0)], _ones(1), patience=0)
-    with pytest.raises(InvalidValueError, match="`lr`.*lr=1e-3"):
+    with pytest.raises(InvalidValueError, match=r"`lr`.*lr=1e-3"):
         train_stack(digits, [_cfg(0, lr=-1.0)], _ones(1))
-    with pytest.raises(InvalidValueError, match="`weight_decay`.*weight_decay=1e-4"):
+    with pytest.raises(InvalidValueError, match=r"`weight_decay`.*weight_decay=1e-4"):
         train_stack(digits, [_cfg(0, weight_decay=float("nan"))], _ones(1))
-    with pytest.raises(InvalidValueError, match="drw_epochs.*Pass both"):
+    with pytest.raises(InvalidValueError, match=r"drw_epochs.*Pass both"):
         train_stack(digits, [_cfg(0)], _ones(1), late_class_weights=_ones(1))

@@ -44,15 +44,18 @@ def test_one_call_over_slices_with_different_forms_equals_each_functional(scale)
     z = (torch.randn(k, b, c, dtype=torch.float64) * scale).requires_grad_()
     y = torch.from_numpy(rng.integers(0, c, (k, b)))
     w = torch.from_numpy(rng.uniform(0.2, 3.0, (k, c)))
-    forms = stack_forms([softmax_form(n, COUNTS, p) for n, p in zip(names, params)], c,
-                        torch.float64)  # fmt: skip
+    forms = stack_forms(
+        [softmax_form(n, COUNTS, p) for n, p in zip(names, params, strict=True)], c, torch.float64
+    )
     parts = stacked_form_parts(z, y, w, forms)
     (parts.total / parts.normalizer).sum().backward()
     got_grad = z.grad.clone()
     for i, (n, p) in enumerate(zip(names, params, strict=True)):
         zi = z.detach()[i].clone().requires_grad_()
         ref = _reference(n, p, zi, y[i], w[i])
-        torch.testing.assert_close(parts.total[i], ref.total.to(torch.float64), rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(
+            parts.total[i], ref.total.to(torch.float64), rtol=1e-9, atol=1e-9
+        )
         torch.testing.assert_close(parts.normalizer[i], ref.normalizer.to(torch.float64))
         (ref.total / ref.normalizer).backward()
         torch.testing.assert_close(got_grad[i], zi.grad, rtol=1e-7, atol=1e-9, msg=n)
@@ -77,8 +80,11 @@ def test_gradcheck_in_float64(name):
 def test_extreme_logits_stay_finite_and_match(name):
     p = {"gamma": 0.5} if name == "focal" else {}
     c = len(COUNTS)
-    z = torch.tensor([[[1e4, -1e4, 0.0, 0.0, 0.0], [-1e4, 1e4, 0.0, 0.0, 0.0]]],
-                     dtype=torch.float32, requires_grad=True)  # fmt: skip
+    z = torch.tensor(
+        [[[1e4, -1e4, 0.0, 0.0, 0.0], [-1e4, 1e4, 0.0, 0.0, 0.0]]],
+        dtype=torch.float32,
+        requires_grad=True,
+    )
     y = torch.tensor([[0, 0]])  # one row right and saturated, one wrong and saturated
     w = torch.ones(1, c)
     forms = stack_forms([softmax_form(name, COUNTS, p)], c)

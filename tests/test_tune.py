@@ -40,7 +40,9 @@ def digits():
 
 
 def _spec(**kw):
-    base = dict(trials=8, batch=4, epochs=4, judge_seeds=(1, 2), model_params={"mlp": {"hidden": 16}})
+    base = dict(
+        trials=8, batch=4, epochs=4, judge_seeds=(1, 2), model_params={"mlp": {"hidden": 16}}
+    )
     return TuneSpec(**(base | kw))
 
 
@@ -98,8 +100,10 @@ def test_every_proposal_resolves_and_stays_in_its_ranges(digits):
 
 
 def test_narrowed_and_fixed_ranges_are_what_is_drawn():
-    space = SearchSpace(families=("focal", "effective_number"),
-                        ranges={"focal.gamma": (1.0, 1.0), "effective_number.beta": (0.99, 0.999)})
+    space = SearchSpace(
+        families=("focal", "effective_number"),
+        ranges={"focal.gamma": (1.0, 1.0), "effective_number.beta": (0.99, 0.999)},
+    )
     assert space.param_ranges("focal")["gamma"].low == space.param_ranges("focal")["gamma"].high
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     for _ in range(30):
@@ -181,22 +185,25 @@ def test_search_uses_validation_only_and_judging_reports_gains(digits):
 def test_pruned_slices_are_stored_pruned_and_save_epochs(digits, tmp_path):
     path = tmp_path / "t.sqlite"
     with open_store(path) as store:
-        out = run_tuning(_spec(trials=16, batch=8, epochs=8, judge_seeds=()), store,
-                         store_path=path, data=digits)  # fmt: skip
+        out = run_tuning(
+            _spec(trials=16, batch=8, epochs=8, judge_seeds=()), store, store_path=path, data=digits
+        )
         pruned = [r for r in store.results() if r.status == "pruned"]
     cell = out.cells[0]
     assert cell.pruned == len(pruned) > 0
     assert all(0 < len(r.val_metric) < 8 and r.reason.startswith("pruned at epoch") for r in pruned)
     assert 0 < out.pruning_saving < 1
     storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(journal_path(path))))
+        optuna.storages.journal.JournalFileBackend(str(journal_path(path)))
+    )
     study = optuna.load_study(study_name=cell.study_name, storage=storage)
     states = {t.user_attrs[TRIAL_ID]: t for t in study.trials}
     for r in pruned:  # Optuna was told: pruned, with the slice's per-epoch values
         t = states[r.config.trial_id]
         assert t.state == optuna.trial.TrialState.PRUNED
         assert [t.intermediate_values[e] for e in sorted(t.intermediate_values)] == pytest.approx(
-            r.val_metric)
+            r.val_metric
+        )
 
 
 def test_a_pruned_slice_trains_like_the_unpruned_stack_until_it_stops(digits):
@@ -209,17 +216,22 @@ def test_a_pruned_slice_trains_like_the_unpruned_stack_until_it_stops(digits):
         w = resolve_weighting(r.config, digits.train_counts)
         late = w.late_class_weight is not None
         alone = train_stack(
-            digits, [r.config], [w.class_weight], loss_fn=[w.loss], evaluate_test=False,
+            digits,
+            [r.config],
+            [w.class_weight],
+            loss_fn=[w.loss],
+            evaluate_test=False,
             late_class_weights=[w.late_class_weight] if late else None,
             drw_epochs=[w.drw_epoch(8)] if late else None,
-        )[0]  # fmt: skip
+        )[0]
         n = len(r.val_metric)
         assert r.val_metric == pytest.approx(alone.val_metric[:n], abs=1e-5)
 
 
 def test_several_metrics_give_a_pareto_front_without_pruning(digits):
-    out = run_tuning(_spec(metrics=("balanced_accuracy", "ece"), judge_seeds=(1,)), MemoryStore(),
-                     data=digits)  # fmt: skip
+    out = run_tuning(
+        _spec(metrics=("balanced_accuracy", "ece"), judge_seeds=(1,)), MemoryStore(), data=digits
+    )
     cell = out.cells[0]
     assert cell.pruned == 0 and cell.pareto
     front = np.array(cell.pareto)
@@ -230,15 +242,17 @@ def test_several_metrics_give_a_pareto_front_without_pruning(digits):
 
 @pytest.mark.parametrize("sampler", [s for s in SAMPLERS if s != "tpe"])
 def test_every_sampler_runs_by_name(digits, sampler):
-    out = run_tuning(_spec(sampler=sampler, trials=4, judge_seeds=(), pruner="none"), MemoryStore(),
-                     data=digits)  # fmt: skip
+    out = run_tuning(
+        _spec(sampler=sampler, trials=4, judge_seeds=(), pruner="none"), MemoryStore(), data=digits
+    )
     assert out.cells[0].trials == 4
 
 
 def test_a_diverging_trial_is_told_failed_and_the_tuning_goes_on(digits):
     store = MemoryStore()
-    out = run_tuning(_spec(optimizers=("sgd",), lr=1e6, trials=4, judge_seeds=(1,)), store,
-                     data=digits)  # fmt: skip
+    out = run_tuning(
+        _spec(optimizers=("sgd",), lr=1e6, trials=4, judge_seeds=(1,)), store, data=digits
+    )
     cell = out.cells[0]
     assert cell.failed == 4 and cell.judged == []
     assert all(r.status == "failed" and "non-finite" in r.reason for r in store.results())
@@ -246,9 +260,15 @@ def test_a_diverging_trial_is_told_failed_and_the_tuning_goes_on(digits):
 
 def test_identical_proposals_train_once(digits):
     store = MemoryStore()
-    out = run_tuning(_spec(space=SearchSpace(families=("none", "balanced_softmax"),
-                                             class_weighted_losses=False),
-                           trials=6, judge_seeds=()), store, data=digits)  # fmt: skip
+    out = run_tuning(
+        _spec(
+            space=SearchSpace(families=("none", "balanced_softmax"), class_weighted_losses=False),
+            trials=6,
+            judge_seeds=(),
+        ),
+        store,
+        data=digits,
+    )
     assert out.cells[0].trials == 6
     search = [r for r in store.results() if r.extra.get("tune_role") == "search"]
     assert len(search) == 2  # two distinct configurations, each trained once
@@ -274,7 +294,8 @@ def test_a_trial_left_running_is_asked_again_with_its_parameters(digits, tmp_pat
     with open_store(path) as store:
         run_tuning(spec, store, store_path=path, data=digits)
     storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(journal_path(path))))
+        optuna.storages.journal.JournalFileBackend(str(journal_path(path)))
+    )
     name = optuna.get_all_study_names(storage)[0]
     study = optuna.load_study(study_name=name, storage=storage)
     stale = study.ask()  # a run killed after asking, before telling

@@ -25,8 +25,14 @@ def ray_runtime():
 
     old = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray.init(address="local", num_cpus=2, include_dashboard=False,
-             object_store_memory=150 * 2**20, log_to_driver=False, logging_level="ERROR")  # fmt: skip
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=150 * 2**20,
+        log_to_driver=False,
+        logging_level="ERROR",
+    )
     try:
         yield ray
     finally:
@@ -41,9 +47,14 @@ def ray_runtime():
 @pytest.mark.usefixtures("ray_runtime")
 def test_tuning_on_ray_prunes_in_the_workers_and_the_driver_keeps_the_study(tmp_path):
     path = tmp_path / "t.sqlite"
-    spec = TuneSpec(trials=16, batch=4, epochs=8, judge_seeds=(1, 2),
-                    space=SearchSpace(families=("none", "power", "focal", "ldam")),
-                    model_params={"mlp": {"hidden": 16}})  # fmt: skip
+    spec = TuneSpec(
+        trials=16,
+        batch=4,
+        epochs=8,
+        judge_seeds=(1, 2),
+        space=SearchSpace(families=("none", "power", "focal", "ldam")),
+        model_params={"mlp": {"hidden": 16}},
+    )
     ex = RayExecutor(workers=2)
     with open_store(path) as store:
         out = run_tuning(spec, store, store_path=path, executor=ex)
@@ -54,9 +65,13 @@ def test_tuning_on_ray_prunes_in_the_workers_and_the_driver_keeps_the_study(tmp_
     assert all(r.reason.startswith("pruned at epoch") for r in pruned)
     assert cell.judged and cell.judged[0].role == "chosen"
     storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(journal_path(path))))
+        optuna.storages.journal.JournalFileBackend(str(journal_path(path)))
+    )
     study = optuna.load_study(study_name=cell.study_name, storage=storage)
     assert sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials) == cell.pruned
-    told = {t.user_attrs["weightlab:trial_id"] for t in study.trials
-            if t.state == optuna.trial.TrialState.PRUNED}  # fmt: skip
+    told = {
+        t.user_attrs["weightlab:trial_id"]
+        for t in study.trials
+        if t.state == optuna.trial.TrialState.PRUNED
+    }
     assert told == {r.config.trial_id for r in pruned}

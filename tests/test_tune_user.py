@@ -78,20 +78,37 @@ def _splits(d):
     return ((d.x_train, d.y_train), (d.x_val, d.y_val), (d.x_test, d.y_test))
 
 
-SMALL = dict(trials=6, batch=3, epochs=3, judge_seeds=(1, 2), pruner="none",
-             space=SearchSpace(families=("none", "power", "focal")))  # fmt: skip
+SMALL = dict(
+    trials=6,
+    batch=3,
+    epochs=3,
+    judge_seeds=(1, 2),
+    pruner="none",
+    space=SearchSpace(families=("none", "power", "focal")),
+)
 
 
 @pytest.mark.parametrize(
     ("factory", "engine"),
-    [(MLP, "stacked: torch.func vmap"), (ConvNet, "stacked: torch.func vmap"),
-     (LSTMNet, "one by one: torch.func.vmap cannot stack it")],  # fmt: skip
+    [
+        (MLP, "stacked: torch.func vmap"),
+        (ConvNet, "stacked: torch.func vmap"),
+        (LSTMNet, "one by one: torch.func.vmap cannot stack it"),
+    ],
 )
 def test_the_three_classifiers_tune_as_user_models(digits, factory, engine):
     store = MemoryStore()
     train, val, test = _splits(digits)
-    out = tune_model(factory, train, val, test, optimizer="adam", store=store,
-                     class_names=digits.class_names, **SMALL)  # fmt: skip
+    out = tune_model(
+        factory,
+        train,
+        val,
+        test,
+        optimizer="adam",
+        store=store,
+        class_names=digits.class_names,
+        **SMALL,
+    )
     cell = out.cells[0]
     assert cell.trials == 6 and cell.engine.startswith(engine)
     assert cell.judged and cell.judged[0].role == "chosen"
@@ -112,16 +129,31 @@ def test_the_three_classifiers_tune_as_user_models(digits, factory, engine):
 
 
 def test_ldam_trains_on_a_user_model_without_a_head_option(digits):
-    out = tune_model(MLP, *_splits(digits), trials=3, batch=3, epochs=2, judge_seeds=(),
-                     space=SearchSpace(families=("ldam",)))  # fmt: skip
+    out = tune_model(
+        MLP,
+        *_splits(digits),
+        trials=3,
+        batch=3,
+        epochs=2,
+        judge_seeds=(),
+        space=SearchSpace(families=("ldam",)),
+    )
     assert out.cells[0].trials == 3 and out.cells[0].failed == 0
 
 
 def test_datasets_and_loaders_are_accepted(digits):
     train = TensorDataset(digits.x_train, digits.y_train)
     val = DataLoader(TensorDataset(digits.x_val, digits.y_val), batch_size=50)
-    out = tune_model(lambda: MLP(), train, val, None, trials=3, batch=3, epochs=2,
-                     space=SearchSpace(families=("none",)))  # fmt: skip
+    out = tune_model(
+        lambda: MLP(),
+        train,
+        val,
+        None,
+        trials=3,
+        batch=3,
+        epochs=2,
+        space=SearchSpace(families=("none",)),
+    )
     assert out.cells[0].trials == 3 and out.cells[0].judged == []  # no test split: nothing judged
 
 
@@ -132,20 +164,36 @@ def test_a_factory_taking_a_seed_gets_the_trial_seed(digits):
         seen.append(seed)
         return MLP()
 
-    tune_model(make, *_splits(digits), trials=2, batch=2, epochs=1, judge_seeds=(3,),
-               space=SearchSpace(families=("none", "power")))  # fmt: skip
+    tune_model(
+        make,
+        *_splits(digits),
+        trials=2,
+        batch=2,
+        epochs=1,
+        judge_seeds=(3,),
+        space=SearchSpace(families=("none", "power")),
+    )
     assert 0 in seen and 3 in seen
 
 
 def test_model_from_a_file(tmp_path, digits):
     f = tmp_path / "mymodel.py"
-    f.write_text(textwrap.dedent("""
+    f.write_text(
+        textwrap.dedent("""
         from torch import nn
         def make_model():
             return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
-    """))
-    out = tune_model(f"{f}:make_model", *_splits(digits), trials=2, batch=2, epochs=1,
-                     judge_seeds=(), space=SearchSpace(families=("none", "power")))  # fmt: skip
+    """)
+    )
+    out = tune_model(
+        f"{f}:make_model",
+        *_splits(digits),
+        trials=2,
+        batch=2,
+        epochs=1,
+        judge_seeds=(),
+        space=SearchSpace(families=("none", "power")),
+    )
     assert out.cells[0].trials == 2
 
 
@@ -161,7 +209,9 @@ def test_a_factory_that_cannot_be_imported_is_refused(target, message):
     with pytest.raises(InvalidValueError) as err:
         load_factory(target)
     assert str(err.value).startswith(message)
-    assert any(w in str(err.value) for w in ("Name the file", "Check the path", "Define a function"))
+    assert any(
+        w in str(err.value) for w in ("Name the file", "Check the path", "Define a function")
+    )
 
 
 def test_bad_user_models_and_data_name_the_fix(digits):

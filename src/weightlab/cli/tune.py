@@ -1,4 +1,4 @@
-"""``weightlab tune``: search the weighting on validation, K trials per stack, judge once on test."""
+"""``weightlab tune``: search the weighting on validation, K trials a stack, judge once on test."""
 
 from __future__ import annotations
 
@@ -35,7 +35,9 @@ def parse_range(option: str, text: str) -> tuple[float, float]:
         return float(low), float(high)
     except ValueError:
         raise InvalidValueError(
-            expected(f"--{option}", "to be LOW:HIGH", repr(text), f"Write it like --{option} 0.5:3.")
+            expected(
+                f"--{option}", "to be LOW:HIGH", repr(text), f"Write it like --{option} 0.5:3."
+            )
         ) from None
 
 
@@ -45,9 +47,13 @@ def _ranges(items: list[str]) -> dict[str, tuple[float, float]]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise InvalidValueError(
-                expected("--range", "to be FAMILY.PARAM=LOW:HIGH", repr(item),
-                         "Write it like --range focal.gamma=0.5:3.")
-            )  # fmt: skip
+                expected(
+                    "--range",
+                    "to be FAMILY.PARAM=LOW:HIGH",
+                    repr(item),
+                    "Write it like --range focal.gamma=0.5:3.",
+                )
+            )
         out[key.strip()] = parse_range("range", value.strip())
     return out
 
@@ -77,23 +83,51 @@ def tune_spec(config: Path | None, overrides: dict[str, Any], space_kw: dict[str
             doc = tomllib.loads(Path(config).read_text())
         except (OSError, tomllib.TOMLDecodeError) as err:
             raise InvalidValueError(
-                expected("--config", "to be a readable TOML file", f"{config} ({err})",
-                         "Fix the path or the syntax (see examples/tune.toml).")
-            ) from None  # fmt: skip
+                expected(
+                    "--config",
+                    "to be a readable TOML file",
+                    f"{config} ({err})",
+                    "Fix the path or the syntax (see examples/tune.toml).",
+                )
+            ) from None
         table = dict(doc.pop("tune", {}))
-        study_keys = {"data", "data_params", "archs", "optimizers", "epochs", "batch_size", "lr",
-                      "model_params"}  # fmt: skip
-        tune_keys = {"trials", "batch", "metrics", "sampler", "pruner", "patience", "seed",
-                     "judge_seeds", "pareto_max"}  # fmt: skip
+        study_keys = {
+            "data",
+            "data_params",
+            "archs",
+            "optimizers",
+            "epochs",
+            "batch_size",
+            "lr",
+            "model_params",
+        }
+        tune_keys = {
+            "trials",
+            "batch",
+            "metrics",
+            "sampler",
+            "pruner",
+            "patience",
+            "seed",
+            "judge_seeds",
+            "pareto_max",
+        }
         space_keys = {"weightings", "ranges", "lr_range", "weight_decay", "class_weighted_losses"}
-        doc = {k: v for k, v in doc.items() if k not in ("weightings", "strengths", "seeds",
-                                                          "metric", "preset")}  # fmt: skip
+        doc = {
+            k: v
+            for k, v in doc.items()
+            if k not in ("weightings", "strengths", "seeds", "metric", "preset")
+        }
         bad = sorted(set(doc) - study_keys) + sorted(set(table) - tune_keys - space_keys)
         if bad:
             raise InvalidValueError(
-                expected("--config", "to hold study keys and a [tune] table of known keys",
-                         ", ".join(map(repr, bad)), "Drop or rename them (see examples/tune.toml).")
-            )  # fmt: skip
+                expected(
+                    "--config",
+                    "to hold study keys and a [tune] table of known keys",
+                    ", ".join(map(repr, bad)),
+                    "Drop or rename them (see examples/tune.toml).",
+                )
+            )
         kw.update(doc)
         kw.update({k: v for k, v in table.items() if k in tune_keys})
         for key in space_keys & set(table):
@@ -108,7 +142,9 @@ def tune_spec(config: Path | None, overrides: dict[str, Any], space_kw: dict[str
 def tune_command(
     data: Annotated[
         str | None,
-        typer.Option(help="Data set: digits-lt (default), synthetic, or a .csv/.parquet/.npz file."),
+        typer.Option(
+            help="Data set: digits-lt (default), synthetic, or a .csv/.parquet/.npz file."
+        ),
     ] = None,
     target: Annotated[
         str | None, typer.Option(help="Label column of a .csv/.parquet --data file.")
@@ -124,15 +160,21 @@ def tune_command(
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option(help="Your own model: path/to/file.py:factory (a function returning the "
-                          "nn.Module); replaces --archs."),
+        typer.Option(
+            help="Your own model: path/to/file.py:factory (a function returning the "
+            "nn.Module); replaces --archs."
+        ),
     ] = None,
-    trials: Annotated[int | None, typer.Option(help="Budget: trials per (arch, optimizer).")] = None,
+    trials: Annotated[
+        int | None, typer.Option(help="Budget: trials per (arch, optimizer).")
+    ] = None,
     batch: Annotated[int | None, typer.Option(help="Trials per vectorized stack (K).")] = None,
     metric: Annotated[
         str | None,
-        typer.Option(help="Validation metric(s) to optimise, comma-separated for a Pareto front "
-                          "(default balanced_accuracy)."),
+        typer.Option(
+            help="Validation metric(s) to optimise, comma-separated for a Pareto front "
+            "(default balanced_accuracy)."
+        ),
     ] = None,
     sampler: Annotated[
         str | None, typer.Option(help="tpe (default), random, grid, gp, cmaes or nsga2.")
@@ -143,13 +185,17 @@ def tune_command(
     ] = None,
     weightings: Annotated[
         str | None,
-        typer.Option(help="Comma-separated weighting families to search (default: none, power, "
-                          "the schemes with parameters, every lab loss)."),
+        typer.Option(
+            help="Comma-separated weighting families to search (default: none, power, "
+            "the schemes with parameters, every lab loss)."
+        ),
     ] = None,
     range_: Annotated[
         list[str] | None,
-        typer.Option("--range", help="Narrow a parameter: FAMILY.PARAM=LOW:HIGH (repeatable), "
-                                     "e.g. focal.gamma=0.5:3."),
+        typer.Option(
+            "--range",
+            help="Narrow a parameter: FAMILY.PARAM=LOW:HIGH (repeatable), e.g. focal.gamma=0.5:3.",
+        ),
     ] = None,
     tune_lr: Annotated[
         str | None, typer.Option(help="Also search the learning rate: LOW:HIGH (log scale).")
@@ -157,7 +203,9 @@ def tune_command(
     weight_decay: Annotated[
         str | None, typer.Option(help="Also search decoupled weight decay: LOW:HIGH (log scale).")
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs per trial (a maximum).")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Training epochs per trial (a maximum).")
+    ] = None,
     patience: Annotated[
         int | None, typer.Option(help="Stop a trial after this many epochs without improving.")
     ] = None,
@@ -168,8 +216,11 @@ def tune_command(
         str | None, typer.Option(help="Seeds the best is retrained on for the test (default 1-5).")
     ] = None,
     store: Annotated[
-        Path, typer.Option(help="Result store (SQLite); the Optuna journal lives beside it; an "
-                                "existing one is resumed.")
+        Path,
+        typer.Option(
+            help="Result store (SQLite); the Optuna journal lives beside it; an "
+            "existing one is resumed."
+        ),
     ] = DEFAULT_STORE,
     config: Annotated[
         Path | None, typer.Option(help="A TOML file: study keys and a [tune] table.")
@@ -183,8 +234,10 @@ def tune_command(
         bool, typer.Option(help="Write the HTML report next to the store (STORE-report.html).")
     ] = True,
 ) -> None:
-    """Find the weighting for your network: Optuna proposes, K trials train as one stack,
-    validation selects, the test split judges the best once next to none and balanced."""
+    """Find the weighting for your network: Optuna proposes, K trials train as one stack.
+
+    Validation selects; the test split judges the best once, next to none and balanced.
+    """
     from weightlab.cli.study import data_params, parse_list
 
     try:
@@ -197,14 +250,25 @@ def tune_command(
                 expected("--workers", "to be an integer >= 1", repr(workers), "Use 1 or more.")
             )
         overrides: dict[str, Any] = {
-            "data": data, "trials": trials, "batch": batch, "sampler": sampler, "pruner": pruner,
-            "epochs": epochs, "patience": patience, "batch_size": batch_size, "lr": lr,
+            "data": data,
+            "trials": trials,
+            "batch": batch,
+            "sampler": sampler,
+            "pruner": pruner,
+            "epochs": epochs,
+            "patience": patience,
+            "batch_size": batch_size,
+            "lr": lr,
             "seed": seed,
-        }  # fmt: skip
+        }
         if data_param or target is not None:
             overrides["data_params"] = data_params(data_param or [], target)
-        for name, text, kind in (("archs", archs, str), ("optimizers", optimizers, str),
-                                 ("metrics", metric, str), ("judge_seeds", judge_seeds, int)):
+        for name, text, kind in (
+            ("archs", archs, str),
+            ("optimizers", optimizers, str),
+            ("metrics", metric, str),
+            ("judge_seeds", judge_seeds, int),
+        ):
             if text is not None:
                 overrides[name] = parse_list(name if name != "metrics" else "metric", text, kind)
         space_kw: dict[str, Any] = {
@@ -224,8 +288,17 @@ def tune_command(
                 )
         spec = tune_spec(config, overrides, space_kw)
         ex = _executor(executor, workers, address)
-        _run(spec, store, factory=factory, model=model, executor=ex, workers=workers,
-             fmt=format_, quiet=quiet, report=report)  # fmt: skip
+        _run(
+            spec,
+            store,
+            factory=factory,
+            model=model,
+            executor=ex,
+            workers=workers,
+            fmt=format_,
+            quiet=quiet,
+            report=report,
+        )
     except (WeightlabError, ImportError) as err:
         typer.echo(f"Error: {err}", err=True)
         raise typer.Exit(2) from None
@@ -239,14 +312,28 @@ def _executor(name: str | None, workers: int, address: str | None) -> Any:
 
 
 def _run(
-    spec: Any, store_path: Path, *, factory: Any, model: str | None, executor: Any, workers: int,
-    fmt: str, quiet: bool, report: bool,
+    spec: Any,
+    store_path: Path,
+    *,
+    factory: Any,
+    model: str | None,
+    executor: Any,
+    workers: int,
+    fmt: str,
+    quiet: bool,
+    report: bool,
 ) -> None:
     from dataclasses import replace
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.progress import TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from weightlab.cli.study import _stored_line, _write_failure, report_path
     from weightlab.lab.architectures import ARCHITECTURES
@@ -262,12 +349,18 @@ def _run(
         arch = register_user_model(factory, data, name=model.rpartition(":")[2] if model else None)
         spec = replace(spec, archs=(arch.name,), model_params={})
     bar = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[pruned]} pruned, {task.fields[failed]} failed, best "
-                   "{task.fields[best]}"),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        console=console, disable=quiet,
-    )  # fmt: skip
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(
+            "{task.fields[pruned]} pruned, {task.fields[failed]} failed, best {task.fields[best]}"
+        ),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
+    )
     tasks: dict[str, Any] = {}
     pruned = {"search": 0, "judge": 0}
 
@@ -276,18 +369,37 @@ def _run(
             pruned[phase] += 1
         shown = ", ".join(f"{k} {_fmt(v)}" for k, v in best.items()) or "-"
         if phase not in tasks:
-            tasks[phase] = bar.add_task(phase, total=p.total, completed=p.done, failed=p.failed,
-                                        pruned=pruned[phase], best=shown)  # fmt: skip
-        bar.update(tasks[phase], total=max(p.total, p.done), completed=p.done, failed=p.failed,
-                   pruned=pruned[phase], best=shown)  # fmt: skip
+            tasks[phase] = bar.add_task(
+                phase,
+                total=p.total,
+                completed=p.done,
+                failed=p.failed,
+                pruned=pruned[phase],
+                best=shown,
+            )
+        bar.update(
+            tasks[phase],
+            total=max(p.total, p.done),
+            completed=p.done,
+            failed=p.failed,
+            pruned=pruned[phase],
+            best=shown,
+        )
 
     try:
         with open_store(store_path) as store:
             try:
                 with bar:
-                    outcome = run_tuning(spec, store, store_path=store_path, data=data,
-                                         executor=executor, workers=workers,
-                                         progress=on_progress, command=sys.argv)  # fmt: skip
+                    outcome = run_tuning(
+                        spec,
+                        store,
+                        store_path=store_path,
+                        data=data,
+                        executor=executor,
+                        workers=workers,
+                        progress=on_progress,
+                        command=sys.argv,
+                    )
             except StoreWriteError as err:
                 typer.echo(f"Error: {_write_failure(err, store)}", err=True)
                 raise typer.Exit(1) from None
@@ -297,8 +409,9 @@ def _run(
             if report:
                 from weightlab.report import write_report
 
-                written = write_report(store, report_path(store_path), metric=spec.metrics[0],
-                                       diagnostics=False)  # fmt: skip
+                written = write_report(
+                    store, report_path(store_path), metric=spec.metrics[0], diagnostics=False
+                )
                 console.print(f"Report: {written}", markup=False)
     finally:
         if arch is not None:
@@ -341,23 +454,37 @@ def print_outcome(outcome: Any, *, console: Any) -> None:
             console.print("  nothing judged (no completed trial, or no judging seeds / test split)")
             continue
         seeds = len(spec.judge_seeds)
-        table = Table(title=f"{metric} on the test split, {seeds} seeds (mean ± std); "
-                            "gains paired per seed, 95% interval (seed + test-row noise)")
+        table = Table(
+            title=f"{metric} on the test split, {seeds} seeds (mean ± std); "
+            "gains paired per seed, 95% interval (seed + test-row noise)"
+        )
         for col in ("role", "weighting", "validation", "test", "gain vs none", "gain vs balanced"):
             table.add_column(col)
         for j in cell.judged:
             val = "/".join(f"{v:.3f}" for v in j.val) if j.val else ""
             sd = "" if math.isnan(j.std) else f" ± {j.std:.3f}"
-            table.add_row(j.role, j.label, val, f"{j.mean:.3f}{sd}", _gain(j.gain_vs_none),
-                          _gain(j.gain_vs_balanced))  # fmt: skip
+            table.add_row(
+                j.role,
+                j.label,
+                val,
+                f"{j.mean:.3f}{sd}",
+                _gain(j.gain_vs_none),
+                _gain(j.gain_vs_balanced),
+            )
         console.print(table)
         best = next((j for j in cell.judged if j.role == "chosen"), None)
         if best is not None:
-            console.print("  class weights (by class): " + ", ".join(
-                f"{k}={v:g}" for k, v in best.class_weight.items()), markup=False)  # fmt: skip
+            console.print(
+                "  class weights (by class): "
+                + ", ".join(f"{k}={v:g}" for k, v in best.class_weight.items()),
+                markup=False,
+            )
             if best.late_class_weight:
-                console.print("  from the deferred re-weighting epoch on: " + ", ".join(
-                    f"{k}={v:g}" for k, v in best.late_class_weight.items()), markup=False)  # fmt: skip
+                console.print(
+                    "  from the deferred re-weighting epoch on: "
+                    + ", ".join(f"{k}={v:g}" for k, v in best.late_class_weight.items()),
+                    markup=False,
+                )
             console.print(f"  loss: {best.loss}", markup=False)
     console.print(
         f"{outcome.seconds:.1f} s in all ({outcome.search_seconds:.1f} s searching); pruning and "

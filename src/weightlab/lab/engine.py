@@ -25,7 +25,8 @@ that trial's slice, to float tolerance.
 ``patience`` epochs without a better validation score, or when the
 ``on_epoch`` hook prunes it, and leaves the stack (see :func:`train_stack`).
 After every epoch the engines record the mean training loss (over the epoch's
-rows) and the validation metric (``"balanced_accuracy"`` or ``"macro_f1"``). The reported test logits and metrics come from the
+rows) and the validation metric (``"balanced_accuracy"`` or ``"macro_f1"``).
+The reported test logits and metrics come from the
 **best-validation epoch** (the earliest epoch with the highest value), the
 usual model-selection rule; pass ``checkpoint="last"`` for the final epoch.
 
@@ -42,7 +43,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -56,7 +57,7 @@ from weightlab.lab.allocator import retain_freed_memory
 from weightlab.lab.architectures import ARCHITECTURES, build_model, build_stacked, check_arch
 from weightlab.lab.data import LabData
 from weightlab.lab.diagnose import diagnose_stack, single_diagnostics
-from weightlab.lab.loss_kernel import stack_forms, stacked_form_parts
+from weightlab.lab.loss_kernel import SoftmaxForm, stack_forms, stacked_form_parts
 from weightlab.lab.optim import (
     BUILTIN_WEIGHT_DECAY,
     check_lr,
@@ -374,7 +375,7 @@ def train_stack(
     on_epoch: EpochHook | None = None,
     evaluate_test: bool = True,
 ) -> list[TrialResult]:
-    """Train the K trials of one stack as one vectorized model.
+    r"""Train the K trials of one stack as one vectorized model.
 
     Slices leave the stack as they finish: a slice that diverged, one whose
     validation score has not improved for ``patience`` epochs (early
@@ -387,7 +388,7 @@ def train_stack(
     1 and each slice's update is scaled by its rate, which is exact because
     every lab update rule is linear in the rate given its state
     (:mod:`weightlab.lab.optim`). Weight decay, when a config sets it, is
-    :math:`\\theta \\leftarrow \\theta - \\eta_k \\lambda_k \\theta` after each step
+    :math:`\theta \leftarrow \theta - \eta_k \lambda_k \theta` after each step
     for every optimizer (AdamW's rule).
 
     Args:
@@ -466,12 +467,13 @@ def train_stack(
         ]  # fmt: skip
     d = data.inputs(cfg0.arch)
     mp = dict(cfg0.model_params)
-    model = build_stacked(cfg0.arch, d.arch_shape(cfg0.arch), c, [cfg.seed for cfg in configs], **mp)
+    seeds = [cfg.seed for cfg in configs]
+    model = build_stacked(cfg0.arch, d.arch_shape(cfg0.arch), c, seeds, **mp)
     diag_init = diagnose_stack(model, cfg0.arch, d, w_all, fns_all, mp) if diagnostics else None
-    params = list(model.parameters())
+    params: list[torch.Tensor] = list(model.parameters())
     shared_lr = bool((lrs == lrs[0]).all())
     opt = make_optimizer(
-        cfg0.optimizer, params, lr=float(lrs[0]) if shared_lr else 1.0,
+        cfg0.optimizer, cast(list[nn.Parameter], params), lr=float(lrs[0]) if shared_lr else 1.0,
         weight_decay=None if decay is None else 0.0,
     )  # fmt: skip
     rescale = not shared_lr or decay is not None
@@ -607,13 +609,13 @@ def train_stack(
         if diag_init is not None:
             final = diag_final[at[i]] if i in at else None
             extra["diagnostics"] = {"init": diag_init[i], "final": final}
-        pos = at.get(i)
+        slot = at.get(i)
         results.append(
             _finish(
                 cfg, losses[i], vals[i], fails[i],
-                None if test_logits is None or pos is None else test_logits[pos],
+                None if test_logits is None or slot is None else test_logits[slot],
                 data, dict(timings), extra, pruned=pruned.get(i, ""),
-                val_metrics=None if pos is None else val_scores[pos],
+                val_metrics=None if slot is None else val_scores[slot],
             )
         )  # fmt: skip
     return results
@@ -710,7 +712,7 @@ def _load_slices(
     replace_slices(model, lambda _: next(order))
     for mod in model.modules():
         if hasattr(mod, "k"):
-            mod.k = len(report)
+            setattr(mod, "k", len(report))  # noqa: B010 - nn.Module types its attributes
 
 
 def stacked_logits(model: nn.Module, x: torch.Tensor, k: int) -> torch.Tensor:
@@ -761,7 +763,7 @@ def _per_slice(
     groups: dict[object, tuple[Callable[..., LossParts], list[int]]] = {}
     with_form = [i for i, f in enumerate(forms) if f is not None]
     if with_form and num_classes is not None:
-        stacked = stack_forms([forms[i] for i in with_form], num_classes)
+        stacked = stack_forms([cast(SoftmaxForm, forms[i]) for i in with_form], num_classes)
 
         cache: dict[tuple[torch.dtype, torch.device], Any] = {}
 
@@ -846,9 +848,12 @@ def train_single(
         progress: called as ``progress(epoch, epochs)`` after each epoch.
         diagnostics: record gradient diagnostics at initialisation and after
             training, as :func:`train_stack` does.
-        late_class_weight, drw_epoch: deferred re-weighting, as :func:`train_stack`'s.
-        patience, on_epoch, evaluate_test: as :func:`train_stack`'s (``on_epoch``
-            sees the one slice as index 0).
+        late_class_weight: deferred re-weighting's later class weights (C,), as
+            :func:`train_stack`'s ``late_class_weights``.
+        drw_epoch: the epoch they switch on (0-based).
+        patience: early stopping, as :func:`train_stack`'s.
+        on_epoch: a pruner, as :func:`train_stack`'s; it sees the one slice as index 0.
+        evaluate_test: ``False`` leaves the test split alone.
 
     Raises:
         InvalidValueError, ShapeMismatchError, InvalidWeightError: as :func:`train_stack`.

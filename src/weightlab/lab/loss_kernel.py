@@ -124,7 +124,7 @@ FORMS = ("cross_entropy", "focal", "logit_adjusted", "balanced_softmax", "ldam",
 
 @dataclass(frozen=True)
 class _Stacked:
-    """K forms as tensors: ``s`` (K,), ``b``, ``m``, ``v`` (K, C) or None, ``gamma`` (K,), count (K,)."""
+    """K forms as tensors: ``s``, ``gamma``, count (K,); ``b``, ``m``, ``v`` (K, C); or None."""
 
     scale: torch.Tensor | None
     offset: torch.Tensor | None
@@ -136,27 +136,38 @@ class _Stacked:
     def to(self, like: torch.Tensor) -> _Stacked:
         """The same forms in the dtype and on the device of ``like`` (the logits)."""
         tensors = (self.scale, self.offset, self.margin, self.gamma, self.factor, self.count)
-        if all(t is None or (t.device == like.device and t.dtype in (like.dtype, torch.bool))
-               for t in tensors):  # fmt: skip
+        if all(
+            t is None or (t.device == like.device and t.dtype in (like.dtype, torch.bool))
+            for t in tensors
+        ):
             return self
 
         def cast(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(like.device, like.dtype)
 
         count = None if self.count is None else self.count.to(like.device)
-        return _Stacked(cast(self.scale), cast(self.offset), cast(self.margin), cast(self.gamma),
-                        cast(self.factor), count)  # fmt: skip
+        return _Stacked(
+            cast(self.scale),
+            cast(self.offset),
+            cast(self.margin),
+            cast(self.gamma),
+            cast(self.factor),
+            count,
+        )
 
 
-def stack_forms(forms: Sequence[SoftmaxForm], c: int, dtype: torch.dtype = torch.float32) -> _Stacked:
+def stack_forms(
+    forms: Sequence[SoftmaxForm], c: int, dtype: torch.dtype = torch.float32
+) -> _Stacked:
     """The tensors :func:`stacked_form_parts` takes, ``None`` where every slice has the default."""
 
     def rows(get: Any, fill: float) -> torch.Tensor | None:
         vals = [get(f) for f in forms]
         if all(v is None for v in vals):
             return None
-        return torch.tensor(np.stack([np.full(c, fill) if v is None else v for v in vals]),
-                            dtype=dtype)  # fmt: skip
+        return torch.tensor(
+            np.stack([np.full(c, fill) if v is None else v for v in vals]), dtype=dtype
+        )
 
     scale = [f.scale for f in forms]
     gamma = [f.gamma for f in forms]

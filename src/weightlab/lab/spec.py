@@ -54,9 +54,10 @@ class StudySpec:
         batch_size: mini-batch size.
         lr: learning rate (``None``: the lab's default for the optimizer).
         lrs: per optimizer (those not studied are ignored), a grid of learning
-            rates every trial of its cells is trained at (one stack holds them all: the engine gives each slice its
-            own rate); the summary compares each weighting at the rate chosen on
-            validation. An optimizer without a grid trains at ``lr``.
+            rates every trial of its cells is trained at (one stack holds them
+            all: the engine gives each slice its own rate); the summary compares
+            each weighting at the rate chosen on validation. An optimizer without
+            a grid trains at ``lr``.
         patience: early stopping of every trial after this many epochs without a
             better validation score; ``epochs`` is then the maximum.
         model_params: per architecture, its size options (``{"mlp": {"hidden": 64}}``).

@@ -117,7 +117,7 @@ def select_slices(
             tensors[:] = [t.index_select(0, index.to(t.device)) for t in tensors]
     for mod in model.modules():
         if isinstance(mod, StackedModel) or (hasattr(mod, "k") and mod.k == k):
-            mod.k = len(index)
+            setattr(mod, "k", len(index))  # noqa: B010 - nn.Module types its attributes
 
 
 def replace_slices(

@@ -328,8 +328,8 @@ def choose_learning_rates(
             scores[lr] = float(np.mean(vals)) if vals else -math.inf * sign
             bas = [t.metrics["balanced_accuracy"] for t in trials
                    if t.status == "done" and "balanced_accuracy" in t.metrics]  # fmt: skip
-            c = num_classes(trials[0])
-            if bas and c and vd.is_near_chance(float(np.mean(bas)), c):
+            classes = num_classes(trials[0])
+            if bas and classes and vd.is_near_chance(float(np.mean(bas)), classes):
                 collapsed.append(lr)
         chosen = max(scores, key=lambda lr: sign * scores[lr])
         kept += by_lr[chosen]

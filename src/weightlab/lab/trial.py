@@ -68,7 +68,7 @@ class TrialConfig:
     patience: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (params as dicts; ``params`` and ``weight_decay`` only when set)."""
+        """Return a JSON-ready dict; ``params``, ``weight_decay``, ``patience`` only when set."""
         d = asdict(self)
         d["data_params"] = dict(self.data_params)
         d["model_params"] = dict(self.model_params)

@@ -139,13 +139,9 @@ def _literature_loss(
 
     info: LossInfo = LOSSES.info(name)
     tensor = torch.tensor(counts, dtype=torch.float64) if info.needs_counts else None
-    loss = functools.partial(
-        _registry_parts,
-        functional=info.functional,
-        weight_arg=info.class_weight,
-        counts=tensor,
-        **dict(params),
-    )
+    kwargs: dict[str, Any] = {"functional": info.functional, "weight_arg": info.class_weight,
+                              "counts": tensor, **dict(params)}  # fmt: skip
+    loss = functools.partial(_registry_parts, **kwargs)
     # the engine computes every slice with a form in one batched call (lab.loss_kernel)
     loss.form = softmax_form(name, counts, dict(params))  # type: ignore[attr-defined]
     return loss
@@ -193,7 +189,7 @@ class Weighting:
         """
         if self.drw_start is None or self.late_class_weight is None:
             return epochs
-        return min(epochs, int(round(self.drw_start * epochs)))
+        return min(epochs, round(self.drw_start * epochs))
 
 
 def weighting_names() -> list[str]:
@@ -309,6 +305,6 @@ def resolve_weighting(config: TrialConfig, train_counts: npt.ArrayLike) -> Weigh
         loss=loss,
         loss_name=loss_name,
         model_params=weighting_model_params(config.weighting),
-        drw_start=None if late is None else float(drw),
+        drw_start=None if late is None or drw is None else float(drw),
         late_class_weight=late,
     )

@@ -31,11 +31,22 @@ def _history(salt: str, history: Sequence[Sequence[Any]], maximize: bool, metric
         ax.scatter(*zip(*done, strict=True), s=14, color=figures._PALETTE[0], label="complete")
         order = sorted(done)
         best = np.maximum.accumulate if maximize else np.minimum.accumulate
-        ax.step([n for n, _ in order], best([v for _, v in order]), where="post",
-                color="black", lw=1, label="best so far")  # fmt: skip
+        ax.step(
+            [n for n, _ in order],
+            best([v for _, v in order]),
+            where="post",
+            color="black",
+            lw=1,
+            label="best so far",
+        )
     if pruned:
-        ax.scatter(*zip(*pruned, strict=True), s=12, marker="x", color=figures._PALETTE[3],
-                   label="pruned (last value)")  # fmt: skip
+        ax.scatter(
+            *zip(*pruned, strict=True),
+            s=12,
+            marker="x",
+            color=figures._PALETTE[3],
+            label="pruned (last value)",
+        )
     for n in failed:
         ax.axvline(n, color=figures._PALETTE[1], alpha=0.25, lw=0.8)
     ax.set_xlabel("trial number" + (" (failed: shaded)" if failed else ""))
@@ -58,7 +69,7 @@ def _importances(salt: str, importances: Mapping[str, float]) -> str:
 def _pareto(salt: str, front: Sequence[Sequence[float]], metrics: Sequence[str]) -> str:
     fig, ax = figures._figure(4.2, 3.2)
     ax = ax[0, 0]
-    pts = np.array(sorted(front))
+    pts = np.array(sorted(tuple(p) for p in front))
     ax.plot(pts[:, 0], pts[:, 1], "o-", color=figures._PALETTE[0], ms=4)
     ax.set_xlabel(figures.label(f"validation {metrics[0]}"))
     ax.set_ylabel(figures.label(f"validation {metrics[1]}"))
@@ -66,17 +77,32 @@ def _pareto(salt: str, front: Sequence[Sequence[float]], metrics: Sequence[str])
     return figures._svg(fig, salt)
 
 
-def _weights(salt: str, names: Sequence[str], weights: Mapping[str, float], counts: Sequence[int],
-             late: Mapping[str, float] | None) -> str:  # fmt: skip
+def _weights(
+    salt: str,
+    names: Sequence[str],
+    weights: Mapping[str, float],
+    counts: Sequence[int],
+    late: Mapping[str, float] | None,
+) -> str:
     fig, ax = figures._figure(max(5.0, 0.5 * len(names) + 2.5), 3.2)
     ax = ax[0, 0]
     x = np.arange(len(names))
     width = 0.4 if late else 0.7
-    ax.bar(x - (width / 2 if late else 0), [weights[n] for n in names], width,
-           color=figures._PALETTE[0], label="class weight")  # fmt: skip
+    ax.bar(
+        x - (width / 2 if late else 0),
+        [weights[n] for n in names],
+        width,
+        color=figures._PALETTE[0],
+        label="class weight",
+    )
     if late:
-        ax.bar(x + width / 2, [late[n] for n in names], width, color=figures._PALETTE[1],
-               label="after deferred re-weighting")  # fmt: skip
+        ax.bar(
+            x + width / 2,
+            [late[n] for n in names],
+            width,
+            color=figures._PALETTE[1],
+            label="after deferred re-weighting",
+        )
     ax.set_ylabel("class weight (mean 1)")
     ax.set_xticks(x, [figures.label(n) for n in names], rotation=45 if len(names) > 8 else 0)
     twin = ax.twinx()
@@ -121,20 +147,38 @@ def tuning_context(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
             figs["pareto"] = _pareto(f"{salt}-pareto", cell["pareto"], metrics)
         chosen = next((j for j in cell["judged"] if j["role"] == "chosen"), None)
         if chosen and names and counts:
-            figs["weights"] = _weights(f"{salt}-weights", names, chosen["class_weight"], counts,
-                                       chosen.get("late_class_weight"))  # fmt: skip
-        rows = [{
-            "role": j["role"], "label": j["label"],
-            "val": "/".join(f"{v:.3f}" for v in j["val"]) if j.get("val") else "",
-            "test": f"{j['mean']:.3f}" + ("" if j["std"] is None or math.isnan(j["std"])
-                                          else f" ± {j['std']:.3f}"),
-            "gain_none": _gain(j.get("gain_vs_none")), "gain_balanced": _gain(j.get("gain_vs_balanced")),
-        } for j in cell["judged"]]  # fmt: skip
-        cells.append({
-            "cell": cell["cell"], "trials": cell["trials"], "done": cell["done"],
-            "pruned": cell["pruned"], "failed": cell["failed"], "engine": cell.get("engine", ""),
-            "rows": rows, "loss": chosen["loss"] if chosen else "", "figures": figs,
-        })  # fmt: skip
+            figs["weights"] = _weights(
+                f"{salt}-weights",
+                names,
+                chosen["class_weight"],
+                counts,
+                chosen.get("late_class_weight"),
+            )
+        rows = [
+            {
+                "role": j["role"],
+                "label": j["label"],
+                "val": "/".join(f"{v:.3f}" for v in j["val"]) if j.get("val") else "",
+                "test": f"{j['mean']:.3f}"
+                + ("" if j["std"] is None or math.isnan(j["std"]) else f" ± {j['std']:.3f}"),
+                "gain_none": _gain(j.get("gain_vs_none")),
+                "gain_balanced": _gain(j.get("gain_vs_balanced")),
+            }
+            for j in cell["judged"]
+        ]
+        cells.append(
+            {
+                "cell": cell["cell"],
+                "trials": cell["trials"],
+                "done": cell["done"],
+                "pruned": cell["pruned"],
+                "failed": cell["failed"],
+                "engine": cell.get("engine", ""),
+                "rows": rows,
+                "loss": chosen["loss"] if chosen else "",
+                "figures": figs,
+            }
+        )
     return {
         "metrics": metrics,
         "sampler": spec["sampler"],

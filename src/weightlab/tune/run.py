@@ -77,9 +77,7 @@ def require_optuna() -> Any:
     try:
         import optuna
     except ImportError:
-        raise ImportError(
-            "weightlab tune needs Optuna: pip install 'weightlab[tune]'"
-        ) from None
+        raise ImportError("weightlab tune needs Optuna: pip install 'weightlab[tune]'") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
@@ -144,36 +142,60 @@ class TuneSpec:
         _check_int("pareto_max", self.pareto_max, 1, "Judge at least one configuration.")
         if not self.metrics:
             raise InvalidValueError(
-                expected("metric", "to name at least one metric", "none",
-                         f"Use one of {names(METRIC_NAMES)}.")
-            )  # fmt: skip
+                expected(
+                    "metric",
+                    "to name at least one metric",
+                    "none",
+                    f"Use one of {names(METRIC_NAMES)}.",
+                )
+            )
         for m in self.metrics:
             if m not in METRIC_NAMES:
                 raise InvalidValueError(
-                    expected("metric", f"to be among {names(METRIC_NAMES)}", repr(m),
-                             "Fix the name (comma-separate several for a Pareto front).")
-                )  # fmt: skip
+                    expected(
+                        "metric",
+                        f"to be among {names(METRIC_NAMES)}",
+                        repr(m),
+                        "Fix the name (comma-separate several for a Pareto front).",
+                    )
+                )
         if self.sampler not in SAMPLERS:
             raise InvalidValueError(
-                expected("sampler", f"to be one of {names(SAMPLERS)}", repr(self.sampler),
-                         "Pick one (tpe is the default).")
-            )  # fmt: skip
+                expected(
+                    "sampler",
+                    f"to be one of {names(SAMPLERS)}",
+                    repr(self.sampler),
+                    "Pick one (tpe is the default).",
+                )
+            )
         if self.pruner not in PRUNERS:
             raise InvalidValueError(
-                expected("pruner", f"to be one of {names(PRUNERS)}", repr(self.pruner),
-                         "Pick one (sha, successive halving, is the default; none turns it off).")
-            )  # fmt: skip
+                expected(
+                    "pruner",
+                    f"to be one of {names(PRUNERS)}",
+                    repr(self.pruner),
+                    "Pick one (sha, successive halving, is the default; none turns it off).",
+                )
+            )
         # the study checks archs, optimizers and sizes with its own messages
         self.study_spec()
 
     def study_spec(self) -> StudySpec:
         """The lab study these trials belong to (the store's ``spec`` metadata)."""
         return StudySpec(
-            data=self.data, data_params=dict(self.data_params), archs=self.archs,
-            optimizers=self.optimizers, weightings=self.space.families, strengths=(1.0,),
-            seeds=(self.seed,), epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-            model_params=dict(self.model_params), metric=self.metrics[0],
-        )  # fmt: skip
+            data=self.data,
+            data_params=dict(self.data_params),
+            archs=self.archs,
+            optimizers=self.optimizers,
+            weightings=self.space.families,
+            strengths=(1.0,),
+            seeds=(self.seed,),
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            model_params=dict(self.model_params),
+            metric=self.metrics[0],
+        )
 
     @property
     def directions(self) -> list[str]:
@@ -189,19 +211,33 @@ class TuneSpec:
         """The configuration a cell's trials start from (weighting ``none``)."""
         mp = dict(self.model_params.get(arch, {}))
         return TrialConfig(
-            data=self.data, arch=arch, optimizer=optimizer, weighting="none", alpha=None,
-            seed=self.seed, lr=self.lr, epochs=self.epochs, batch_size=self.batch_size,
+            data=self.data,
+            arch=arch,
+            optimizer=optimizer,
+            weighting="none",
+            alpha=None,
+            seed=self.seed,
+            lr=self.lr,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
             data_params=tuple(sorted(self.data_params.items())),
-            model_params=tuple(sorted(mp.items())), patience=self.patience,
-        )  # fmt: skip
+            model_params=tuple(sorted(mp.items())),
+            patience=self.patience,
+        )
 
     def fingerprint(self, arch: str, optimizer: str) -> str:
         """What makes a cell's search the same search (the budget and sampler do not)."""
         blob = json.dumps(
-            {"base": self.base(arch, optimizer).to_dict(), "space": self.space.to_dict(),
-             "metrics": list(self.metrics), "patience": self.patience, "pruner": self.pruner},
-            sort_keys=True, default=str,
-        )  # fmt: skip
+            {
+                "base": self.base(arch, optimizer).to_dict(),
+                "space": self.space.to_dict(),
+                "metrics": list(self.metrics),
+                "patience": self.patience,
+                "pruner": self.pruner,
+            },
+            sort_keys=True,
+            default=str,
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
     def to_dict(self) -> dict[str, Any]:
@@ -236,7 +272,7 @@ def _sampler(optuna: Any, spec: TuneSpec, budget: int) -> Any:
     if s == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
     try:
-        import cmaes  # noqa: F401
+        import cmaes  # type: ignore[import-untyped]  # noqa: F401
     except ImportError:
         raise ImportError("the cmaes sampler needs the cmaes package: pip install cmaes") from None
     return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
@@ -374,14 +410,18 @@ class TuneOutcome:
             "class_names": list(self.class_names),
             "train_counts": self.train_counts,
             "cells": [
-                {**asdict(c), "judged": [{**asdict(j), "config": j.config.to_dict()}
-                                         for j in c.judged]}  # fmt: skip
+                {
+                    **asdict(c),
+                    "judged": [{**asdict(j), "config": j.config.to_dict()} for j in c.judged],
+                }
                 for c in self.cells
             ],
         }
 
 
-def _paste(config: TrialConfig, data: LabData) -> tuple[dict[str, float], dict[str, float] | None, str]:
+def _paste(
+    config: TrialConfig, data: LabData
+) -> tuple[dict[str, float], dict[str, float] | None, str]:
     """Class weights by name, the later DRW weights, and the loss as a constructor call."""
     from weightlab.losses import LOSSES
 
@@ -401,22 +441,31 @@ def _paste(config: TrialConfig, data: LabData) -> tuple[dict[str, float], dict[s
         args.append(f"class_weight=torch.tensor({[round(float(v), 4) for v in w.class_weight]})")
     text = f"weightlab.losses.{cls}({', '.join(args)})"
     if info.head == "cosine":
-        text += ("  # on cosine logits in [-1, 1]: end the model with "
-                 "weightlab.lab.models.CosineLinear")  # fmt: skip
+        text += (
+            "  # on cosine logits in [-1, 1]: end the model with weightlab.lab.models.CosineLinear"
+        )
     if late is not None:
         start = w.drw_epoch(config.epochs)
-        text += (f"  # and from epoch {start} (0-based) on: DeferredReweighting(counts, "
-                 f"start_epoch={start}).apply(loss, epoch)")  # fmt: skip
+        text += (
+            f"  # and from epoch {start} (0-based) on: DeferredReweighting(counts, "
+            f"start_epoch={start}).apply(loss, epoch)"
+        )
     return cw, late, text
 
 
-def _test_values(results: dict[str, TrialResult], configs: list[TrialConfig], metric: str) -> list[float]:
+def _test_values(
+    results: dict[str, TrialResult], configs: list[TrialConfig], metric: str
+) -> list[float]:
     return [float(results[c.trial_id].metrics.get(metric, math.nan)) for c in configs]
 
 
 def _test_var(
-    results: dict[str, TrialResult], a: list[TrialConfig], b: list[TrialConfig], data: LabData,
-    metric: str, sign: float,
+    results: dict[str, TrialResult],
+    a: list[TrialConfig],
+    b: list[TrialConfig],
+    data: LabData,
+    metric: str,
+    sign: float,
 ) -> float:
     """Variance of the mean paired difference over a paired bootstrap of the test rows."""
     from weightlab.lab import verdicts
@@ -437,13 +486,18 @@ def _test_var(
 
 
 def _interval(
-    results: dict[str, TrialResult], a: list[TrialConfig], b: list[TrialConfig], data: LabData,
+    results: dict[str, TrialResult],
+    a: list[TrialConfig],
+    b: list[TrialConfig],
+    data: LabData,
     metric: str,
 ) -> tuple[float, float, float]:
     from weightlab.lab.verdicts import gain_interval
 
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
-    d = sign * (np.array(_test_values(results, a, metric)) - np.array(_test_values(results, b, metric)))
+    d = sign * (
+        np.array(_test_values(results, a, metric)) - np.array(_test_values(results, b, metric))
+    )
     g = gain_interval(d, _test_var(results, a, b, data, metric, sign))
     return (g.estimate, g.low, g.high)
 
@@ -497,12 +551,24 @@ def run_tuning(
         for opt in spec.optimizers:
             name = f"{arch}/{opt}:{spec.fingerprint(arch, opt)}"
             study = optuna.create_study(
-                study_name=name, storage=storage, sampler=_sampler(optuna, spec, spec.trials),
-                pruner=_pruner(optuna, spec), directions=spec.directions, load_if_exists=True,
-            )  # fmt: skip
-            cells.append(Cell(study, spec.base(arch, opt), spec.space, spec.trials,
-                              spec.metrics, prune=spec.prunes,
-                              grid=3 if spec.sampler == "grid" else None))  # fmt: skip
+                study_name=name,
+                storage=storage,
+                sampler=_sampler(optuna, spec, spec.trials),
+                pruner=_pruner(optuna, spec),
+                directions=spec.directions,
+                load_if_exists=True,
+            )
+            cells.append(
+                Cell(
+                    study,
+                    spec.base(arch, opt),
+                    spec.space,
+                    spec.trials,
+                    spec.metrics,
+                    prune=spec.prunes,
+                    grid=3 if spec.sampler == "grid" else None,
+                )
+            )
     source = OptunaSource(cells, spec.batch, store)
     trainer = TuneTrainer(spec.metrics[0], spec.patience, extra={"tune_role": "search"})
 
@@ -510,8 +576,11 @@ def run_tuning(
         out: dict[str, Any] = {}
         for cell in cells:
             try:
-                out[cell.name] = (cell.study.best_value if len(spec.metrics) == 1
-                                  else [t.values for t in cell.study.best_trials][:1])  # fmt: skip
+                out[cell.name] = (
+                    cell.study.best_value
+                    if len(spec.metrics) == 1
+                    else [t.values for t in cell.study.best_trials][:1]
+                )
             except ValueError:
                 out[cell.name] = None
         return out
@@ -522,18 +591,33 @@ def run_tuning(
         return lambda p: progress(phase, p, best_so_far())
 
     run_study(
-        study_spec, store, progress=tell("search"), command=command, workers=workers,
-        train_stack=trainer, executor=executor, source=source, data=data,
-    )  # fmt: skip
+        study_spec,
+        store,
+        progress=tell("search"),
+        command=command,
+        workers=workers,
+        train_stack=trainer,
+        executor=executor,
+        source=source,
+        data=data,
+    )
     search_seconds = time.perf_counter() - start
     judge_stacks, plans = _judge_plan(spec, cells, store)
-    judge = TuneTrainer(spec.metrics[0], spec.patience, evaluate_test=True,
-                        extra={"tune_role": "judge"})  # fmt: skip
+    judge = TuneTrainer(
+        spec.metrics[0], spec.patience, evaluate_test=True, extra={"tune_role": "judge"}
+    )
     if judge_stacks:
         run_study(
-            study_spec, store, progress=tell("judge"), command=command, workers=workers,
-            train_stack=judge, executor=executor, source=_FixedSource(judge_stacks), data=data,
-        )  # fmt: skip
+            study_spec,
+            store,
+            progress=tell("judge"),
+            command=command,
+            workers=workers,
+            train_stack=judge,
+            executor=executor,
+            source=_FixedSource(judge_stacks),
+            data=data,
+        )
     outcome = _outcome(spec, cells, plans, store, data, start, search_seconds)
     store.put_meta("tune", outcome.to_dict())
     return outcome
@@ -544,11 +628,14 @@ def _check_validation(data: LabData) -> None:
     missing = [n for i, n in enumerate(data.class_names) if i not in present]
     if missing:
         raise InvalidValueError(
-            expected("val", "to hold every class (selection scores each class's recall)",
-                     f"no example of {names(missing)}",
-                     "Add examples of those classes to the validation data, or split "
-                     "stratified (weightlab.lab.data splits stratified).")
-        )  # fmt: skip
+            expected(
+                "val",
+                "to hold every class (selection scores each class's recall)",
+                f"no example of {names(missing)}",
+                "Add examples of those classes to the validation data, or split "
+                "stratified (weightlab.lab.data splits stratified).",
+            )
+        )
 
 
 def _chosen_trials(cell: Cell, pareto_max: int) -> list[Any]:
@@ -576,14 +663,27 @@ def _judge_plan(
             tid = trial.user_attrs.get(TRIAL_ID)
             if tid is None or tid not in store.statuses([tid]):
                 continue
-            entries.append(("chosen", trial, store.get(tid).config))
+            stored = store.get(tid)
+            assert stored is not None
+            entries.append(("chosen", trial, stored.config))
         if not entries:
             plans[cell.name] = []
             continue
         lead = entries[0][2]
         for ref in ("none", "balanced"):
-            entries.append((ref, None, replace(lead, weighting=ref, alpha=None, params=(),
-                                               model_params=cell.base.model_params)))  # fmt: skip
+            entries.append(
+                (
+                    ref,
+                    None,
+                    replace(
+                        lead,
+                        weighting=ref,
+                        alpha=None,
+                        params=(),
+                        model_params=cell.base.model_params,
+                    ),
+                )
+            )
         plans[cell.name] = entries
         for _, _, cfg in entries:
             configs += [replace(cfg, seed=s) for s in spec.judge_seeds]
@@ -592,8 +692,13 @@ def _judge_plan(
 
 
 def _outcome(
-    spec: TuneSpec, cells: list[Cell], plans: dict[str, list[tuple[str, Any, TrialConfig]]],
-    store: ResultStore, data: LabData, start: float, search_seconds: float,
+    spec: TuneSpec,
+    cells: list[Cell],
+    plans: dict[str, list[tuple[str, Any, TrialConfig]]],
+    store: ResultStore,
+    data: LabData,
+    start: float,
+    search_seconds: float,
 ) -> TuneOutcome:
     import optuna
 
@@ -602,14 +707,19 @@ def _outcome(
     trained = full = 0
     for cell in cells:
         trials = cell.study.get_trials(deepcopy=False)
-        told = [t for t in trials if t.state != optuna.trial.TrialState.RUNNING
-                and not t.user_attrs.get("weightlab:interrupted")]  # fmt: skip
+        told = [
+            t
+            for t in trials
+            if t.state != optuna.trial.TrialState.RUNNING
+            and not t.user_attrs.get("weightlab:interrupted")
+        ]
         states = [t.state.name.lower() for t in told]
         engines = set()
         for t in told:
             tid = t.user_attrs.get(TRIAL_ID)
             if tid and tid in store.statuses([tid]):
                 res = store.get(tid)
+                assert res is not None
                 trained += len(res.val_metric)
                 full += spec.epochs
                 engines.add(str(res.extra.get("engine", "")))
@@ -622,10 +732,15 @@ def _outcome(
         }
         for cfgs in per_seed.values():
             for c in cfgs:
-                if c.trial_id in store.statuses([c.trial_id]):
-                    results[c.trial_id] = store.get(c.trial_id)
-        ok = {tid: cfgs for tid, cfgs in per_seed.items() if cfgs
-              and all(c.trial_id in results and results[c.trial_id].status == "done" for c in cfgs)}
+                got = store.get(c.trial_id) if c.trial_id in store.statuses([c.trial_id]) else None
+                if got is not None:
+                    results[c.trial_id] = got
+        ok = {
+            tid: cfgs
+            for tid, cfgs in per_seed.items()
+            if cfgs
+            and all(c.trial_id in results and results[c.trial_id].status == "done" for c in cfgs)
+        }
         refs = {role: cfg for role, _, cfg in entries if role != "chosen"}
         for role, trial, cfg in entries:
             if cfg.trial_id not in ok:
@@ -638,31 +753,53 @@ def _outcome(
                 if role == "chosen" and rc is not None and rc.trial_id in ok and rc != cfg:
                     gains[ref] = _interval(results, seeds, ok[rc.trial_id], data, metric)
             cw, late, paste = _paste(cfg, data)
-            judged.append(Judged(
-                label=_label(cfg), role=role, config=cfg,
-                val=None if trial is None else list(trial.values),
-                test=test, mean=float(np.mean(test)),
-                std=float(np.std(test, ddof=1)) if len(test) > 1 else math.nan,
-                gain_vs_none=gains.get("none"), gain_vs_balanced=gains.get("balanced"),
-                class_weight=cw, late_class_weight=late, loss=paste,
-            ))  # fmt: skip
-        out.append(CellOutcome(
-            cell=cell.name, study_name=cell.study.study_name, trials=len(told),
-            done=states.count("complete"), pruned=states.count("pruned"),
-            failed=states.count("fail"),
-            best_val=list(_chosen_trials(cell, 1)[0].values) if _chosen_trials(cell, 1) else [],
-            judged=judged,
-            history=[(t.number, t.values[0] if t.values else None, t.state.name.lower())
-                     for t in told],  # fmt: skip
-            importances=_importances(cell),
-            pareto=[list(t.values) for t in cell.study.best_trials] if len(spec.metrics) > 1 else [],
-            engine=", ".join(sorted(e for e in engines if e)),
-        ))  # fmt: skip
+            judged.append(
+                Judged(
+                    label=_label(cfg),
+                    role=role,
+                    config=cfg,
+                    val=None if trial is None else list(trial.values),
+                    test=test,
+                    mean=float(np.mean(test)),
+                    std=float(np.std(test, ddof=1)) if len(test) > 1 else math.nan,
+                    gain_vs_none=gains.get("none"),
+                    gain_vs_balanced=gains.get("balanced"),
+                    class_weight=cw,
+                    late_class_weight=late,
+                    loss=paste,
+                )
+            )
+        out.append(
+            CellOutcome(
+                cell=cell.name,
+                study_name=cell.study.study_name,
+                trials=len(told),
+                done=states.count("complete"),
+                pruned=states.count("pruned"),
+                failed=states.count("fail"),
+                best_val=list(_chosen_trials(cell, 1)[0].values) if _chosen_trials(cell, 1) else [],
+                judged=judged,
+                history=[
+                    (t.number, t.values[0] if t.values else None, t.state.name.lower())
+                    for t in told
+                ],
+                importances=_importances(cell),
+                pareto=[list(t.values) for t in cell.study.best_trials]
+                if len(spec.metrics) > 1
+                else [],
+                engine=", ".join(sorted(e for e in engines if e)),
+            )
+        )
     return TuneOutcome(
-        spec=spec, cells=out, seconds=time.perf_counter() - start,
-        search_seconds=search_seconds, trained_epochs=trained, full_epochs=full,
-        class_names=tuple(data.class_names), train_counts=[int(c) for c in data.train_counts],
-    )  # fmt: skip
+        spec=spec,
+        cells=out,
+        seconds=time.perf_counter() - start,
+        search_seconds=search_seconds,
+        trained_epochs=trained,
+        full_epochs=full,
+        class_names=tuple(data.class_names),
+        train_counts=[int(c) for c in data.train_counts],
+    )
 
 
 def _label(config: TrialConfig) -> str:
@@ -673,9 +810,9 @@ def _label(config: TrialConfig) -> str:
 
 def _importances(cell: Cell) -> dict[str, float]:
     """Optuna's parameter importances of the first objective (empty when not computable)."""
-    import optuna
-
     import warnings
+
+    import optuna
 
     try:
         target = None if len(cell.metrics) == 1 else (lambda t: t.values[0])

@@ -99,12 +99,16 @@ class Cell:
         """Trials of the budget finished (earlier runs' included) or asked and in flight."""
         import optuna
 
-        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
-                  optuna.trial.TrialState.FAIL)  # fmt: skip
+        states = (
+            optuna.trial.TrialState.COMPLETE,
+            optuna.trial.TrialState.PRUNED,
+            optuna.trial.TrialState.FAIL,
+        )
         done = sum(
-            1 for t in self.study.get_trials(deepcopy=False, states=states)
+            1
+            for t in self.study.get_trials(deepcopy=False, states=states)
             if not t.user_attrs.get(INTERRUPTED)
-        )  # fmt: skip
+        )
         return done + sum(len(v) for v in self.waiting.values())
 
 
@@ -243,4 +247,6 @@ def _snapshot(cell: Cell, numbers: tuple[int, ...]) -> PruneContext:
         else:
             history.append(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
     direction = cell.study.direction.name.lower()
-    return PruneContext(cell.study.pruner, cell.study.study_name, direction, tuple(history), numbers)
+    return PruneContext(
+        cell.study.pruner, cell.study.study_name, direction, tuple(history), numbers
+    )

@@ -30,7 +30,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,31 +101,44 @@ class Point:
         asked = {k: v for k, v in weighting_model_params(self.weighting).items() if k in takes}
         mp = asked | dict(base.model_params)
         return TrialConfig(
-            data=base.data, arch=base.arch, optimizer=base.optimizer,
-            weighting=self.weighting, alpha=self.alpha, seed=base.seed,
-            lr=self.lr if self.lr is not None else base.lr, epochs=base.epochs,
-            batch_size=base.batch_size, data_params=base.data_params,
-            model_params=tuple(sorted(mp.items())), params=self.params,
+            data=base.data,
+            arch=base.arch,
+            optimizer=base.optimizer,
+            weighting=self.weighting,
+            alpha=self.alpha,
+            seed=base.seed,
+            lr=self.lr if self.lr is not None else base.lr,
+            epochs=base.epochs,
+            batch_size=base.batch_size,
+            data_params=base.data_params,
+            model_params=tuple(sorted(mp.items())),
+            params=self.params,
             weight_decay=self.weight_decay,
-        )  # fmt: skip
+        )
 
 
-def _range(
-    name: str, value: Any, default: float, *, log: bool = False
-) -> tuple[float, float]:
-    """A (low, high) pair from a user, checked: two finite numbers, low <= high, > 0 on a log scale."""
+def _range(name: str, value: Any, default: float, *, log: bool = False) -> tuple[float, float]:
+    """A user's (low, high) pair, checked: finite numbers, low <= high, > 0 on a log scale."""
     try:
         low, high = (float(v) for v in value)
     except (TypeError, ValueError):
         raise InvalidValueError(
-            expected(name, "to be a (low, high) pair of numbers", repr(value),
-                     f"Pass e.g. {name}=({default / 10:g}, {default * 10:g}).")
-        ) from None  # fmt: skip
+            expected(
+                name,
+                "to be a (low, high) pair of numbers",
+                repr(value),
+                f"Pass e.g. {name}=({default / 10:g}, {default * 10:g}).",
+            )
+        ) from None
     if not (math.isfinite(low) and math.isfinite(high)) or low > high or (log and low <= 0):
         raise InvalidValueError(
-            expected(name, "to be a non-empty range low <= high" + (" of positive numbers" if log else ""),
-                     f"({low:g}, {high:g})", "Give the smaller bound first.")
-        )  # fmt: skip
+            expected(
+                name,
+                "to be a non-empty range low <= high" + (" of positive numbers" if log else ""),
+                f"({low:g}, {high:g})",
+                "Give the smaller bound first.",
+            )
+        )
     return low, high
 
 
@@ -166,16 +179,24 @@ class SearchSpace:
         object.__setattr__(self, "families", tuple(self.families))
         if not self.families:
             raise InvalidValueError(
-                expected("weightings", "to name at least one weighting", "none",
-                         f"Pick from {names(weighting_names())}.")
-            )  # fmt: skip
+                expected(
+                    "weightings",
+                    "to name at least one weighting",
+                    "none",
+                    f"Pick from {names(weighting_names())}.",
+                )
+            )
         known = weighting_names()
         for fam in self.families:
             if fam not in known:
                 raise InvalidValueError(
-                    expected("weightings", f"to be among {names(known)}", repr(fam),
-                             "Drop or fix it (see `weightlab tune --help`).")
-                )  # fmt: skip
+                    expected(
+                        "weightings",
+                        f"to be among {names(known)}",
+                        repr(fam),
+                        "Drop or fix it (see `weightlab tune --help`).",
+                    )
+                )
         checked: dict[str, tuple[float, float]] = {}
         for key, value in dict(self.ranges).items():
             fam, _, param = str(key).partition(".")
@@ -183,9 +204,13 @@ class SearchSpace:
             if fam not in self.families or param not in own:
                 valid = [f"{f}.{p}" for f in self.families for p in self._registry_ranges(f)]
                 raise InvalidValueError(
-                    expected("ranges", f"to name a family.param of this space ({names(valid)})",
-                             repr(key), "Fix the name, or add the family to the weightings.")
-                )  # fmt: skip
+                    expected(
+                        "ranges",
+                        f"to name a family.param of this space ({names(valid)})",
+                        repr(key),
+                        "Fix the name, or add the family to the weightings.",
+                    )
+                )
             tp = own[param]
             checked[key] = _range(key, value, tp.default, log=tp.log)
         object.__setattr__(self, "ranges", checked)
@@ -245,7 +270,9 @@ class SearchSpace:
             lr = _suggest(trial, "lr", TunableParam(mid, *self.lr, log=True), grid)
         if self.weight_decay:
             lo, hi = self.weight_decay
-            wd = _suggest(trial, "weight_decay", TunableParam(math.sqrt(lo * hi), lo, hi, True), grid)
+            wd = _suggest(
+                trial, "weight_decay", TunableParam(math.sqrt(lo * hi), lo, hi, True), grid
+            )
         return Point(family, alpha, tuple(sorted(params.items())), lr, wd)
 
     def to_dict(self) -> dict[str, Any]:
@@ -261,13 +288,19 @@ class SearchSpace:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SearchSpace:
         """Inverse of :meth:`to_dict` (also reads a study file's ``[tune]`` table)."""
-        unknown = sorted(set(d) - {"families", "weightings", "ranges", "lr", "weight_decay",
-                                   "class_weighted_losses"})  # fmt: skip
+        unknown = sorted(
+            set(d)
+            - {"families", "weightings", "ranges", "lr", "weight_decay", "class_weighted_losses"}
+        )
         if unknown:
             raise InvalidValueError(
-                expected("space", "to have keys weightings, ranges, lr, weight_decay, "
-                         "class_weighted_losses", names(unknown), "Drop or rename them.")
-            )  # fmt: skip
+                expected(
+                    "space",
+                    "to have keys weightings, ranges, lr, weight_decay, class_weighted_losses",
+                    names(unknown),
+                    "Drop or rename them.",
+                )
+            )
         kw: dict[str, Any] = {}
         fams = d.get("families", d.get("weightings"))
         if fams is not None:

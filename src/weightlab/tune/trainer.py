@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, overload
+from typing import Any, cast, overload
 
 import numpy as np
 
@@ -86,7 +86,7 @@ class _StackPruner:
         self.study = optuna.create_study(
             storage=optuna.storages.InMemoryStorage(),
             study_name=ctx.study_name,
-            direction=ctx.direction,
+            direction=cast(Any, ctx.direction),
             pruner=ctx.pruner,
             sampler=optuna.samplers.RandomSampler(seed=0),
         )
@@ -121,7 +121,7 @@ class _StackPruner:
 
 @dataclass(frozen=True)
 class TuneTrainer:
-    """Trains a tuner's :class:`StackJob` (picklable, a :data:`~weightlab.lab.executors.TrainStack`).
+    """Trains a tuner's :class:`StackJob` (a picklable :data:`~weightlab.lab.executors.TrainStack`).
 
     Validation only (``evaluate_test=False``: the test split judges once, at
     the end); each slice's weighting resolved once (class weights, loss,
@@ -155,9 +155,15 @@ class TuneTrainer:
             loss_fn=[r.loss for r in resolved],
             val_metric=self.metric if self.metric in VAL_METRICS else "balanced_accuracy",
             late_class_weights=(
-                np.stack([r.class_weight if r.late_class_weight is None else r.late_class_weight
-                          for r in resolved]) if deferred else None
-            ),  # fmt: skip
+                np.stack(
+                    [
+                        r.class_weight if r.late_class_weight is None else r.late_class_weight
+                        for r in resolved
+                    ]
+                )
+                if deferred
+                else None
+            ),
             drw_epochs=[r.drw_epoch(epochs) for r in resolved] if deferred else None,
             patience=configs[0].patience if configs[0].patience is not None else self.patience,
             on_epoch=pruner,

@@ -71,9 +71,13 @@ def load_factory(target: str) -> ModelFactory:
     where, sep, name = str(target).rpartition(":")
     if not sep or not where or not name:
         raise InvalidValueError(
-            expected("model", "to be 'path/to/file.py:factory' or 'module:factory'", repr(target),
-                     "Name the file (or module) and the function that returns the nn.Module.")
-        )  # fmt: skip
+            expected(
+                "model",
+                "to be 'path/to/file.py:factory' or 'module:factory'",
+                repr(target),
+                "Name the file (or module) and the function that returns the nn.Module.",
+            )
+        )
     try:
         if where.endswith(".py") or Path(where).exists():
             path = Path(where)
@@ -85,17 +89,25 @@ def load_factory(target: str) -> ModelFactory:
             spec.loader.exec_module(module)
         else:
             module = importlib.import_module(where)
-    except Exception as err:  # noqa: BLE001 - the user's file: name whatever went wrong
+    except Exception as err:
         raise InvalidValueError(
-            expected("model", f"to name an importable file or module", f"{where!r} ({type(err).__name__}: {err})",
-                     "Check the path and that the file runs on its own (python FILE).")
-        ) from None  # fmt: skip
+            expected(
+                "model",
+                "to name an importable file or module",
+                f"{where!r} ({type(err).__name__}: {err})",
+                "Check the path and that the file runs on its own (python FILE).",
+            )
+        ) from None
     factory = getattr(module, name, None)
     if not callable(factory):
         raise InvalidValueError(
-            expected("model", f"to name a callable in {where!r}", repr(name),
-                     "Define a function returning the nn.Module, e.g. def make_model(): ...")
-        )  # fmt: skip
+            expected(
+                "model",
+                f"to name a callable in {where!r}",
+                repr(name),
+                "Define a function returning the nn.Module, e.g. def make_model(): ...",
+            )
+        )
     return factory  # type: ignore[no-any-return]
 
 
@@ -107,9 +119,13 @@ def _call(factory: ModelFactory, seed: int) -> nn.Module:
     model = factory(seed) if takes_seed else factory()
     if not isinstance(model, nn.Module):
         raise InvalidValueError(
-            expected("model", "to return a torch.nn.Module", type(model).__name__,
-                     "Return the model from the factory (not its class or its output).")
-        )  # fmt: skip
+            expected(
+                "model",
+                "to return a torch.nn.Module",
+                type(model).__name__,
+                "Return the model from the factory (not its class or its output).",
+            )
+        )
     return model
 
 
@@ -119,22 +135,36 @@ def _tensors(obj: Any, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(obj, DataLoader):
         xs, ys = zip(*[(xb, yb) for xb, yb in obj], strict=True) if len(obj) else ((), ())
         if not xs:
-            raise InvalidValueError(expected(name, "to yield batches", "an empty loader",
-                                             "Pass the loader of your split."))  # fmt: skip
-        return torch.cat([torch.as_tensor(x) for x in xs]), torch.cat([torch.as_tensor(y) for y in ys])
+            raise InvalidValueError(
+                expected(
+                    name, "to yield batches", "an empty loader", "Pass the loader of your split."
+                )
+            )
+        return torch.cat([torch.as_tensor(x) for x in xs]), torch.cat(
+            [torch.as_tensor(y) for y in ys]
+        )
     if isinstance(obj, Dataset) and not isinstance(obj, tuple):
         pairs = [obj[i] for i in range(len(obj))]  # type: ignore[arg-type]
         if not pairs:
-            raise InvalidValueError(expected(name, "to hold examples", "an empty Dataset",
-                                             "Pass the Dataset of your split."))  # fmt: skip
-        return (torch.stack([torch.as_tensor(p[0]) for p in pairs]),
-                torch.as_tensor([int(p[1]) for p in pairs]))  # fmt: skip
+            raise InvalidValueError(
+                expected(
+                    name, "to hold examples", "an empty Dataset", "Pass the Dataset of your split."
+                )
+            )
+        return (
+            torch.stack([torch.as_tensor(p[0]) for p in pairs]),
+            torch.as_tensor([int(p[1]) for p in pairs]),
+        )
     if isinstance(obj, (tuple, list)) and len(obj) == 2:
         return torch.as_tensor(np.asarray(obj[0])), torch.as_tensor(np.asarray(obj[1]))
     raise InvalidValueError(
-        expected(name, "to be (x, y), a Dataset of (x, y) pairs or a DataLoader", type(obj).__name__,
-                 "Pass e.g. (x_train, y_train) tensors.")
-    )  # fmt: skip
+        expected(
+            name,
+            "to be (x, y), a Dataset of (x, y) pairs or a DataLoader",
+            type(obj).__name__,
+            "Pass e.g. (x_train, y_train) tensors.",
+        )
+    )
 
 
 def as_split(obj: Any, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,21 +181,29 @@ def as_split(obj: Any, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """
     x, y = _tensors(obj, name)
     x = x.float()
-    if y.dim() != 1 or y.dtype.is_floating_point and not torch.equal(y, y.round()):
+    if y.dim() != 1 or (y.dtype.is_floating_point and not torch.equal(y, y.round())):
         raise InvalidValueError(
-            expected(name, "to have labels y of shape (N,) holding class indices", f"y of shape "
-                     f"{tuple(y.shape)}, dtype {y.dtype}", "Pass integer class indices 0..C-1.")
-        )  # fmt: skip
+            expected(
+                name,
+                "to have labels y of shape (N,) holding class indices",
+                f"y of shape {tuple(y.shape)}, dtype {y.dtype}",
+                "Pass integer class indices 0..C-1.",
+            )
+        )
     y = y.long()
     if len(x) != len(y):
         raise ShapeMismatchError(
-            expected(name, "to have as many labels as inputs", f"{len(x)} inputs, {len(y)} labels",
-                     "Pass matching x and y.")
-        )  # fmt: skip
+            expected(
+                name,
+                "to have as many labels as inputs",
+                f"{len(x)} inputs, {len(y)} labels",
+                "Pass matching x and y.",
+            )
+        )
     if len(y) and int(y.min()) < 0:
         raise InvalidValueError(
             expected(name, "to have labels >= 0", str(int(y.min())), "Encode classes as 0..C-1.")
-        )  # fmt: skip
+        )
     return x, y
 
 
@@ -188,22 +226,36 @@ def user_data(
     for name, x in (("val", xv), ("test", xs)):
         if len(x) and tuple(x.shape[1:]) != shape:
             raise ShapeMismatchError(
-                expected(name, f"to have inputs of the training shape {shape}", str(tuple(x.shape[1:])),
-                         "Preprocess every split the same way.")
-            )  # fmt: skip
+                expected(
+                    name,
+                    f"to have inputs of the training shape {shape}",
+                    str(tuple(x.shape[1:])),
+                    "Preprocess every split the same way.",
+                )
+            )
     c = int(max(int(yt.max()), int(yv.max()), int(ys.max()) if len(ys) else 0)) + 1
-    names_ = tuple(str(n) for n in class_names) if class_names is not None else tuple(map(str, range(c)))
+    names_ = (
+        tuple(str(n) for n in class_names) if class_names is not None else tuple(map(str, range(c)))
+    )
     if len(names_) < c:
         raise InvalidValueError(
-            expected("class_names", f"to name all {c} classes", f"{len(names_)} names",
-                     "Pass one name per class index.")
-        )  # fmt: skip
+            expected(
+                "class_names",
+                f"to name all {c} classes",
+                f"{len(names_)} names",
+                "Pass one name per class index.",
+            )
+        )
     missing = [names_[i] for i in range(len(names_)) if not (yt == i).any()]
     if missing:
         raise InvalidValueError(
-            expected("train", "to hold every class", f"no example of {', '.join(map(repr, missing))}",
-                     "Add examples of those classes, or drop them from class_names.")
-        )  # fmt: skip
+            expected(
+                "train",
+                "to hold every class",
+                f"no example of {', '.join(map(repr, missing))}",
+                "Add examples of those classes, or drop them from class_names.",
+            )
+        )
     return LabData(xt, yt, xv, yv, xs, ys, names_, shape, name="user")
 
 
@@ -219,23 +271,31 @@ def register_user_model(factory: ModelFactory, data: LabData, name: str | None =
     try:
         with torch.no_grad():
             out = model(x)
-    except Exception as err:  # noqa: BLE001 - the user's model: say what went wrong
+    except Exception as err:
         raise ShapeMismatchError(
-            expected("model", f"to take inputs of shape (B, {', '.join(map(str, data.input_shape))})",
-                     f"{type(err).__name__}: {err}", "Make the model read the data's example shape.")
-        ) from None  # fmt: skip
+            expected(
+                "model",
+                f"to take inputs of shape (B, {', '.join(map(str, data.input_shape))})",
+                f"{type(err).__name__}: {err}",
+                "Make the model read the data's example shape.",
+            )
+        ) from None
     c = data.num_classes
     if not torch.is_tensor(out) or tuple(out.shape) != (len(x), c):
         got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
         raise ShapeMismatchError(
-            expected("model", f"to return logits of shape (B, {c}) ({c} classes)", f"{got} for B={len(x)}",
-                     f"End the model with a layer of {c} outputs (logits, no softmax).")
-        )  # fmt: skip
+            expected(
+                "model",
+                f"to return logits of shape (B, {c}) ({c} classes)",
+                f"{got} for B={len(x)}",
+                f"End the model with a layer of {c} outputs (logits, no softmax).",
+            )
+        )
     why = ""
     try:
         probe = VmapStack([_call(factory, 0), _call(factory, 1)])
         probe(x.unsqueeze(0).expand(2, *x.shape)).sum().backward()
-    except Exception as err:  # noqa: BLE001 - any failure means: do not stack
+    except Exception as err:
         why = f"torch.func.vmap cannot stack it ({type(err).__name__}: {str(err).splitlines()[0]})"
     label = name or getattr(factory, "__name__", "model")
     arch = f"user:{label}:{next(_COUNTER)}"
@@ -245,9 +305,10 @@ def register_user_model(factory: ModelFactory, data: LabData, name: str | None =
         return _call(factory, int(seed))
 
     return register_architecture(
-        ArchSpec(arch, build, layout="raw", defaults={}, summary=f"user model {label}",
-                 unstackable=why)
-    )  # fmt: skip
+        ArchSpec(
+            arch, build, layout="raw", defaults={}, summary=f"user model {label}", unstackable=why
+        )
+    )
 
 
 def tune_model(
@@ -279,12 +340,20 @@ def tune_model(
     Args:
         model: a factory returning a fresh ``nn.Module`` (``factory()`` or
             ``factory(seed)``), or ``"file.py:factory"``.
-        train, val, test: the splits (see the module docstring); without
-            ``test`` nothing is judged.
+        train: the training split (see the module docstring).
+        val: the validation split (selection).
+        test: the test split (the judgement); without it nothing is judged.
         optimizer: a lab optimizer name (``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"``).
         space: the search space (default :class:`SearchSpace`).
-        trials, batch, epochs, batch_size, lr, sampler, pruner, patience, seed:
-            as :class:`~weightlab.tune.run.TuneSpec`'s.
+        trials: the budget (trials finished).
+        batch: trials per stack (K).
+        epochs: the most epochs a trial trains.
+        batch_size: mini-batch size.
+        lr: the learning rate when the space does not search it.
+        sampler: Optuna's sampler by name (:data:`~weightlab.tune.run.SAMPLERS`).
+        pruner: the pruner by name (:data:`~weightlab.tune.run.PRUNERS`).
+        patience: early stopping of a trial (``None``: off).
+        seed: the search trials' seed and the sampler's.
         metric: one validation metric, or several (a Pareto front).
         judge_seeds: seeds the best configuration and ``none``/``balanced`` are retrained on.
         class_names: a name per class index (default ``"0"``, ``"1"``, ...).
@@ -316,16 +385,29 @@ def tune_model(
     factory = load_factory(model) if isinstance(model, str) else model
     if not callable(factory):
         raise InvalidValueError(
-            expected("model", "to be a callable returning an nn.Module, or 'file.py:factory'",
-                     type(model).__name__, "Pass e.g. lambda: MyNet().")
-        )  # fmt: skip
+            expected(
+                "model",
+                "to be a callable returning an nn.Module, or 'file.py:factory'",
+                type(model).__name__,
+                "Pass e.g. lambda: MyNet().",
+            )
+        )
     data = user_data(train, val, test, class_names=class_names)
     seeds = tuple(judge_seeds) if test is not None else ()
     spec_kw: dict[str, Any] = dict(
-        optimizers=(optimizer,), space=space or SearchSpace(), trials=trials, batch=batch,
-        metrics=(metric,) if isinstance(metric, str) else tuple(metric), sampler=sampler,
-        pruner=pruner, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
-    )  # fmt: skip
+        optimizers=(optimizer,),
+        space=space or SearchSpace(),
+        trials=trials,
+        batch=batch,
+        metrics=(metric,) if isinstance(metric, str) else tuple(metric),
+        sampler=sampler,
+        pruner=pruner,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        seed=seed,
+    )
     arch = register_user_model(factory, data)
     try:
         spec = TuneSpec(data="user", archs=(arch.name,), judge_seeds=seeds, **spec_kw)
@@ -337,7 +419,8 @@ def tune_model(
         else:
             path = Path(store)
             target = open_store(path, create=True)
-        return run_tuning(spec, target, store_path=path, data=data, executor=executor,
-                          progress=progress)  # fmt: skip
+        return run_tuning(
+            spec, target, store_path=path, data=data, executor=executor, progress=progress
+        )
     finally:
         ARCHITECTURES.remove(arch.name)
