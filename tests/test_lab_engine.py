@@ -217,7 +217,8 @@ def test_bad_inputs(digits):
     with pytest.raises(InvalidValueError) as err:
         train_stack(digits, mixed, [np.ones(10)] * 3)
     assert str(err.value) == (
-        "Expected `configs` to differ only in 'weighting', 'alpha', 'seed', 'params', 'lr', 'weight_decay' (one stack), but got "
+        "Expected `configs` to differ only in 'weighting', 'alpha', 'seed', 'params', 'lr', "
+        "'weight_decay' (one stack), but got "
         "configs that also differ in 'arch'. Group trials by TrialConfig.stack_key and train "
         "each group separately."
     )
