@@ -99,8 +99,9 @@ def test_results_csv_parses_and_matches_json(study_store: Path) -> None:
 def test_results_table(study_store: Path) -> None:
     out = runner.invoke(app, ["results", str(study_store), "--metric", "balanced_accuracy"])
     assert out.exit_code == 0, out.output
-    assert "balanced_accuracy (higher is better), mean ± std over seeds" in out.stdout
-    assert "power(a=0.5)" in out.stdout
+    flat = " ".join(out.stdout.split())
+    assert "balanced_accuracy (higher is better) on test, mean ± std over seeds" in flat
+    assert "power(a=0.5)" in out.stdout and "gain vs none [95 % CI]" in flat
 
 
 def test_study_from_config_file(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -45,6 +45,16 @@ def print_summary(summary: Summary, *, fmt: str = "table") -> None:
         )
 
 
+def _gain(w: Any) -> str:
+    """``+0.051 [+0.028, +0.074]`` (no interval with one seed; nothing for ``none``)."""
+    if w.gain is None or w.weighting == "none":
+        return ""
+    low, high = w.gain_low, w.gain_high
+    if low is None or high is None or low != low or high != high:  # None or NaN
+        return f"{w.gain:+.3f}"
+    return f"{w.gain:+.3f} [{low:+.3f}, {high:+.3f}]"
+
+
 def _print_table(summary: Summary) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -53,11 +63,13 @@ def _print_table(summary: Summary) -> None:
     if not console.is_terminal:
         console = Console(width=120)  # pipes and files: don't wrap at 80 columns
     arrow = "higher is better" if summary.higher_is_better else "lower is better"
-    table = Table(title=f"{summary.metric} ({arrow}), mean ± std over seeds")
+    table = Table(title=f"{summary.metric} ({arrow}) on test, mean ± std over seeds; ranked on "
+                        f"{summary.selection}; gain over none with its 95 % interval; P(best) on "
+                        "validation; mark: against the chosen one, on test")
     for col, justify in (
         ("arch", "left"), ("optimizer", "left"), ("#", "right"), ("weighting", "left"),
-        (summary.metric, "right"), ("seeds", "right"), ("failed", "right"),
-        ("gain vs none", "right"),
+        ("", "left"), (summary.metric, "right"), ("seeds", "right"), ("failed", "right"),
+        ("gain vs none [95 % CI]", "right"), ("P(best)", "right"),
     ):
         table.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for i, cell in enumerate(summary.cells):
@@ -68,10 +80,12 @@ def _print_table(summary: Summary) -> None:
                 cell.optimizer if first else "",
                 str(rank) if w.n else "-",
                 w.weighting,
+                w.mark,
                 f"{w.mean:.3f} ± {w.std:.3f}" if w.n else "-",
                 str(w.n),
                 str(w.failed) if w.failed else "",
-                "" if w.gain is None or w.weighting == "none" else f"{w.gain:+.3f}",
+                _gain(w),
+                "" if w.p_best is None else f"{w.p_best:.2f}",
                 style="bold" if first and w.n else None,
                 end_section=rank == len(cell.ranking) and i < len(summary.cells) - 1,
             )
