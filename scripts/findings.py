@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -64,15 +63,16 @@ def _entry(cell: Any, label: str) -> Any:
 
 
 def study(ratio: float, preset: str, seeds: list[int], root: Path) -> tuple[Any, Any, float]:
-    """Run (or resume) the preset at ``ratio`` and summarise it; the seconds it took."""
+    """Run (or resume) the preset at ``ratio`` and summarise it; its trials' compute seconds."""
     spec = StudySpec.preset(preset, data_params={"imbalance_ratio": ratio}, seeds=seeds)
     path = root / f"findings-r{ratio:g}.sqlite"
-    t = time.perf_counter()
     with open_store(path) as store:
         out = run_study(spec, store, command=sys.argv, diagnostics=False)
         ids = set(out.trial_ids)
-        summary = summarize([r for r in store.results() if r.config.trial_id in ids], spec.metric)
-    return spec, summary, time.perf_counter() - t
+        results = [r for r in store.results() if r.config.trial_id in ids]
+        summary = summarize(results, spec.metric)
+    compute = sum(r.timings.get("train", 0.0) + r.timings.get("eval", 0.0) for r in results)
+    return spec, summary, compute
 
 
 def page(runs: list[tuple[float, Any, Any, float]], preset: str) -> str:
@@ -89,6 +89,19 @@ def page(runs: list[tuple[float, Any, Any, float]], preset: str) -> str:
         "marked undertrained and not used as evidence.",
         "",
     ]
+    if preset != "full":
+        lines += [
+            f"This page was produced with the `{preset}` grid (three architectures, three "
+            "optimizers, two learning rates each), not the full preset (four architectures, "
+            "four optimizers, three learning rates, seven weightings), which takes hours on two "
+            "cores: `python scripts/findings.py --preset full` runs it.",
+            "",
+        ]
+    lines += [
+        "The lab's `ldam` trains LDAM on the cosine head without deferred re-weighting (Cao et "
+        "al. pair it with DRW; `weightlab tune` searches the DRW start epoch).",
+        "",
+    ]
     for ratio, spec, summary, seconds in runs:
         lines += [
             f"## Imbalance ratio {ratio:g}",
@@ -97,7 +110,7 @@ def page(runs: list[tuple[float, Any, Any, float]], preset: str) -> str:
             f"{', '.join(spec.optimizers)}; weightings {', '.join(spec.weightings)} "
             f"(power at {', '.join(f'{a:g}' for a in spec.strengths)}); seeds "
             f"{', '.join(map(str, spec.seeds))}; up to {spec.epochs} epochs, patience "
-            f"{spec.patience}; {spec.num_trials} trials ({seconds:.0f} s here).",
+            f"{spec.patience}; {spec.num_trials} trials ({seconds:.0f} s of training and evaluation, summed over trials).",
             "",
             "| cell | none | chosen on validation | its gain over none [95 % CI] | "
             + " | ".join(f"{lab} gain" for lab, _, _ in CLAIMS)
