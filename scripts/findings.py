@@ -110,7 +110,8 @@ def page(runs: list[tuple[float, Any, Any, float]], preset: str) -> str:
             f"{', '.join(spec.optimizers)}; weightings {', '.join(spec.weightings)} "
             f"(power at {', '.join(f'{a:g}' for a in spec.strengths)}); seeds "
             f"{', '.join(map(str, spec.seeds))}; up to {spec.epochs} epochs, patience "
-            f"{spec.patience}; {spec.num_trials} trials ({seconds:.0f} s of training and evaluation, summed over trials).",
+            f"{spec.patience}; {spec.num_trials} trials ({seconds:.0f} s of training and "
+            "evaluation, summed over trials).",
             "",
             "| cell | none | chosen on validation | its gain over none [95 % CI] | "
             + " | ".join(f"{lab} gain" for lab, _, _ in CLAIMS)
