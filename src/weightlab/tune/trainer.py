@@ -92,12 +92,14 @@ class _StackPruner:
         )
         self.study.add_trials(list(ctx.history))
         self.trials = []
+        count = len(ctx.history)  # (study.trials deep-copies every trial: count instead)
+        gap = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL)
         for number in ctx.numbers:  # at the driver's numbers (Hyperband's brackets hash them)
-            while len(self.study.trials) < number:  # a gap: a trial of a stack in flight
-                self.study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
-            if len(self.study.trials) != number:
+            if number < count:
                 raise RuntimeError(f"trial number {number} is not after the stack's history")
+            self.study.add_trials([gap] * (number - count))  # trials of stacks in flight
             self.trials.append(self.study.ask())
+            count = number + 1
         self.pruned: dict[int, int] = {}
 
     def __call__(self, epoch: int, slices: list[int], scores: list[float]) -> dict[int, str]:
