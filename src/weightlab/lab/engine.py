@@ -595,7 +595,9 @@ def train_stack(
                 test_logits = stacked_logits(model, d.x_test, len(report)).numpy()
         if diagnostics:
             fns = [fns_all[i] for i in report]
-            diag_final = diagnose_stack(model, cfg0.arch, d, w_all[report], fns, mp)
+            diag_final = diagnose_stack(
+                model, cfg0.arch, d, w_all[report], fns, mp, optimizer=opt
+            )
     t_eval += time.perf_counter() - t1
     timings = {"train": t_train / k, "eval": t_eval / k, "stack_train": t_train, "stack_eval": t_eval}
     at = {i: pos for pos, i in enumerate(report)}
@@ -961,7 +963,7 @@ def train_single(
     if stopped:
         extra["stopped_epoch"] = stopped
     if diagnose:
-        final = None if failed_epoch or pruned else diagnose()
+        final = None if failed_epoch or pruned else diagnose(optimizer=opt)
         extra["diagnostics"] = {"init": diag_init, "final": final}
     timings = {"train": t_train, "eval": t_eval}
     return _finish(
