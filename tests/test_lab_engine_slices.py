@@ -9,26 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from weightlab.errors import InvalidValueError
-from weightlab.lab.data import load_data
 from weightlab.lab.engine import train_single, train_stack
 from weightlab.lab.trial import TrialConfig
 from weightlab.lab.weightings import resolve_weighting
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits-lt", imbalance_ratio=10)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(seed, optimizer="adam", arch="mlp", epochs=3, **kw):

@@ -12,10 +12,8 @@ import math
 import numpy as np
 import optuna
 import pytest
-import torch
 
 from weightlab.errors import InvalidValueError
-from weightlab.lab.data import load_data
 from weightlab.lab.store import MemoryStore
 from weightlab.lab.stores import open_store
 from weightlab.lab.weightings import LOSS_WEIGHTINGS, resolve_weighting
@@ -25,18 +23,7 @@ from weightlab.tune.run import journal_path
 from weightlab.tune.source import INTERRUPTED, TRIAL_ID
 from weightlab.weights import SCHEMES
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits-lt")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _spec(**kw):

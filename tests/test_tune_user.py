@@ -19,26 +19,13 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from weightlab.errors import InvalidValueError, ShapeMismatchError
 from weightlab.lab.architectures import ARCHITECTURES
-from weightlab.lab.data import load_data
 from weightlab.lab.engine import train_single
 from weightlab.lab.store import MemoryStore
 from weightlab.lab.weightings import resolve_weighting
 from weightlab.tune import SearchSpace, tune_model
 from weightlab.tune.user import load_factory, register_user_model, user_data
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    d = load_data("digits-lt")
-    return d
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class MLP(nn.Module):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,7 +13,14 @@ import typer
 from weightlab.cli._executor import AddressOption, ExecutorOption, WorkersOption, build_executor
 from weightlab.errors import InvalidValueError, StoreWriteError, WeightlabError, expected
 
-__all__ = ["data_params", "parse_list", "report_path", "study_command"]
+__all__ = [
+    "data_params",
+    "parse_list",
+    "progress_bar",
+    "report_path",
+    "store_errors",
+    "study_command",
+]
 
 DEFAULT_STORE = Path("build/study.sqlite")
 
@@ -332,10 +341,11 @@ def _write_failure(err: StoreWriteError, store: Any) -> str:
     return f"could not write to the store {path} ({err.reason}). {stored}; {fix}."
 
 
-def _run(
-    spec: Any, store_path: Path, *, executor: Any, quiet: bool, diagnostics: bool, report: bool
-) -> None:
-    from rich.console import Console
+def progress_bar(console: Any, *, quiet: bool, fields: str) -> Any:
+    """The live display of a command that trains: phase, bar, done/total, ``fields``, time, ETA.
+
+    ``fields`` is a rich format string over the task's fields (``"{task.fields[failed]} failed"``).
+    """
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -345,6 +355,31 @@ def _run(
         TimeRemainingColumn,
     )
 
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn(fields), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        console=console, disable=quiet,
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def store_errors(store: Any, store_path: Path) -> Iterator[None]:
+    """One line and an exit status for a store that cannot be written (1) or Ctrl-C (130)."""
+    try:
+        yield
+    except StoreWriteError as err:
+        typer.echo(f"Error: {_write_failure(err, store)}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo(f"Interrupted: {_stored_line(store, store_path)}", err=True)
+        raise typer.Exit(130) from None
+
+
+def _run(
+    spec: Any, store_path: Path, *, executor: Any, quiet: bool, diagnostics: bool, report: bool
+) -> None:
+    from rich.console import Console
+
     from weightlab.cli.results import print_summary
     from weightlab.lab.stores import open_store
     from weightlab.lab.study import Progress as StudyProgress
@@ -352,17 +387,7 @@ def _run(
 
     console = Console(stderr=True)
     with open_store(store_path) as store:
-        bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[failed]} failed"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-            disable=quiet,
-        )
+        bar = progress_bar(console, quiet=quiet, fields="{task.fields[failed]} failed")
         task: list[Any] = []
 
         def on_progress(p: StudyProgress) -> None:
@@ -376,22 +401,15 @@ def _run(
             else:
                 bar.update(task[0], completed=p.done, failed=p.failed)
 
-        try:
-            with bar:
-                outcome = run_study(
-                    spec,
-                    store,
-                    progress=on_progress,
-                    command=sys.argv,
-                    executor=executor,
-                    diagnostics=diagnostics,
-                )
-        except StoreWriteError as err:
-            typer.echo(f"Error: {_write_failure(err, store)}", err=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            typer.echo(f"Interrupted: {_stored_line(store, store_path)}", err=True)
-            raise typer.Exit(130) from None
+        with store_errors(store, store_path), bar:
+            outcome = run_study(
+                spec,
+                store,
+                progress=on_progress,
+                command=sys.argv,
+                executor=executor,
+                diagnostics=diagnostics,
+            )
         ids = set(outcome.trial_ids)
         results = [r for r in store.results() if r.config.trial_id in ids]
         if report:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from weightlab.cli._executor import AddressOption, ExecutorOption, WorkersOption
-from weightlab.errors import InvalidValueError, StoreWriteError, WeightlabError, expected
+from weightlab.errors import InvalidValueError, WeightlabError, expected
 
 __all__ = ["parse_range", "tune_command", "tune_spec"]
 
@@ -326,16 +326,8 @@ def _run(
     from dataclasses import replace
 
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
 
-    from weightlab.cli.study import _stored_line, _write_failure, report_path
+    from weightlab.cli.study import progress_bar, report_path, store_errors
     from weightlab.lab.architectures import ARCHITECTURES
     from weightlab.lab.data import load_data
     from weightlab.lab.stores import open_store
@@ -348,19 +340,8 @@ def _run(
     if factory is not None:
         arch = register_user_model(factory, data, name=model.rpartition(":")[2] if model else None)
         spec = replace(spec, archs=(arch.name,), model_params={})
-    bar = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn(
-            "{task.fields[pruned]} pruned, {task.fields[failed]} failed, best {task.fields[best]}"
-        ),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=quiet,
-    )
+    fields = "{task.fields[pruned]} pruned, {task.fields[failed]} failed, best {task.fields[best]}"
+    bar = progress_bar(console, quiet=quiet, fields=fields)
     tasks: dict[str, Any] = {}
     pruned = {"search": 0, "judge": 0}
 
@@ -388,24 +369,17 @@ def _run(
 
     try:
         with open_store(store_path) as store:
-            try:
-                with bar:
-                    outcome = run_tuning(
-                        spec,
-                        store,
-                        store_path=store_path,
-                        data=data,
-                        executor=executor,
-                        workers=workers,
-                        progress=on_progress,
-                        command=sys.argv,
-                    )
-            except StoreWriteError as err:
-                typer.echo(f"Error: {_write_failure(err, store)}", err=True)
-                raise typer.Exit(1) from None
-            except KeyboardInterrupt:
-                typer.echo(f"Interrupted: {_stored_line(store, store_path)}", err=True)
-                raise typer.Exit(130) from None
+            with store_errors(store, store_path), bar:
+                outcome = run_tuning(
+                    spec,
+                    store,
+                    store_path=store_path,
+                    data=data,
+                    executor=executor,
+                    workers=workers,
+                    progress=on_progress,
+                    command=sys.argv,
+                )
             if report:
                 from weightlab.report import write_report
 
