@@ -17,7 +17,7 @@ run: $(STAMP)
 test: lint typecheck pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests $(wildcard benchmarks)
+	$(BIN)/ruff check src tests $(wildcard benchmarks) $(wildcard scripts)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -599,7 +599,9 @@ def train_stack(
                 model, cfg0.arch, d, w_all[report], fns, mp, optimizer=opt
             )
     t_eval += time.perf_counter() - t1
-    timings = {"train": t_train / k, "eval": t_eval / k, "stack_train": t_train, "stack_eval": t_eval}
+    timings = {
+        "train": t_train / k, "eval": t_eval / k, "stack_train": t_train, "stack_eval": t_eval
+    }  # fmt: skip
     at = {i: pos for pos, i in enumerate(report)}
     vmapped = isinstance(model, VmapStack)
     engine = "stacked: torch.func vmap" if vmapped else "stacked: hand-batched"
