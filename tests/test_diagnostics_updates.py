@@ -323,3 +323,92 @@ def test_diagnostics_of_a_trial_at_initialisation_have_first_step_update_shares(
         assert sum(row) == pytest.approx(1.0)
     if optimizer == "sgd":
         np.testing.assert_allclose(u["share"], d["share_weighted"], rtol=1e-9)
+
+
+# -- the report ----------------------------------------------------------------------------
+
+
+def _diag(grad_w, grad_u, mass, mass_u, update=None):
+    d = {"layers": ["l0"], "classes": [0, 1], "share_weighted": [grad_w],
+         "share_unweighted": [grad_u], "loss_mass": mass,
+         "loss_mass_unweighted": mass_u}  # fmt: skip
+    if update is not None:
+        d["update_shares"] = {"share": [update], "optimizer": "Adam", "rule": "adam",
+                              "preconditioner": "state", "step": 3}  # fmt: skip
+    return d
+
+
+def test_update_transfer_by_hand():
+    from weightlab.lab.trial import TrialResult
+    from weightlab.report import analysis as an
+
+    def cfg(weighting, alpha, optimizer):
+        return TrialConfig("digits-lt", "mlp", optimizer, weighting, alpha, 0)
+
+    weighted = _diag([0.4, 0.6], [0.8, 0.2], [0.5, 0.5], [0.9, 0.1], update=[0.7, 0.3])
+    none = _diag([0.8, 0.2], [0.8, 0.2], [0.9, 0.1], [0.9, 0.1], update=[0.75, 0.25])
+    rs = [
+        TrialResult(cfg("power", 1.0, "adam"), "done", extra={"diagnostics": {"final": weighted}}),
+        TrialResult(cfg("none", None, "adam"), "done", extra={"diagnostics": {"final": none}}),
+        # a cell without a none trial, and one whose store predates update shares
+        TrialResult(cfg("power", 1.0, "rmsprop"), "done",
+                    extra={"diagnostics": {"final": weighted}}),
+        TrialResult(cfg("power", 1.0, "sgd"), "done",
+                    extra={"diagnostics": {"final": _diag([0.4, 0.6], [0.8, 0.2], [0.5, 0.5],
+                                                          [0.9, 0.1])}}),
+    ]  # fmt: skip
+    rows = an.update_transfer(rs, ["mlp"], ["sgd", "adam", "rmsprop"])
+    assert [(r.optimizer, r.tail) for r in rows] == [("adam", [1]), ("rmsprop", [1])]
+    adam, rms = rows
+    assert (adam.grad_unweighted, adam.grad_weighted, adam.update_weighted) == pytest.approx(
+        (0.2, 0.6, 0.3)
+    )
+    assert (adam.grad_none, adam.update_none) == pytest.approx((0.2, 0.25))
+    assert adam.reached == pytest.approx((0.3 - 0.25) / (0.6 - 0.2))
+    assert rms.reached is None and rms.grad_none is None
+    assert an.update_transfer(rs[3:], ["mlp"], ["sgd"]) == []
+
+
+def test_a_study_s_report_shows_update_shares_and_sgd_passes_the_push_through():
+    from weightlab.lab.store import MemoryStore
+    from weightlab.lab.study import StudySpec, run_study
+    from weightlab.report import build_context, render_html
+
+    spec = StudySpec(archs=["mlp"], optimizers=["sgd", "adam"], weightings=["none", "balanced"],
+                     seeds=[0], epochs=1,
+                     model_params={"mlp": {"hidden": 16, "layers": 1}})  # fmt: skip
+    store = MemoryStore()
+    run_study(spec, store)
+    for r in store.results():
+        final = r.extra["diagnostics"]["final"]
+        assert final["update_shares"]["preconditioner"] in ("identity", "state")
+        assert "update_shares" not in r.extra["diagnostics"]["init"]
+    ctx = build_context(store, diagnostics=False)
+    rows = {u["optimizer"]: u for u in ctx["updates"]}
+    assert set(rows) == {"sgd", "adam"}
+    assert float(rows["sgd"]["reached"]) == pytest.approx(1.0, abs=1e-3)  # "1.000"
+    assert rows["adam"]["when"] == "after training"
+    # the engine records update shares after training (its optimizer exists by then)
+    by_when = {g["when"]: g["update"] for g in ctx["gradients"]}
+    assert by_when["after training"].startswith("update shares under ")
+    assert by_when["at initialisation"] == "no update shares stored"
+    html = render_html(ctx)
+    assert "How much of a weighting's push reaches the parameters" in html
+
+
+def test_a_report_renders_a_store_without_update_shares():
+    from weightlab.lab.store import MemoryStore
+    from weightlab.lab.trial import TrialResult
+    from weightlab.report import build_context, render_html
+
+    store = MemoryStore()
+    old = _diag([0.4, 0.6], [0.8, 0.2], [0.5, 0.5], [0.9, 0.1])
+    for w, a in (("none", None), ("power", 1.0)):
+        cfg = TrialConfig("digits-lt", "mlp", "adam", w, a, 0, epochs=1)
+        store.put(TrialResult(cfg, "done", train_loss=[1.0], val_metric=[0.5],
+                              metrics={"balanced_accuracy": 0.5, "accuracy": 0.5},
+                              extra={"diagnostics": {"init": old, "final": old}}))  # fmt: skip
+    ctx = build_context(store, diagnostics=False)
+    assert ctx["updates"] == []
+    assert [g["update"] for g in ctx["gradients"]] == ["no update shares stored"] * 2
+    assert "No update shares in this store" in render_html(ctx)

@@ -22,8 +22,8 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -52,6 +52,7 @@ __all__ = [
     "Score",
     "StrengthCurve",
     "StrengthSweep",
+    "UpdateTransfer",
     "adjust_logits",
     "analyze",
     "arch_best",
@@ -73,6 +74,7 @@ __all__ = [
     "scheme_weights",
     "softmax",
     "strength_sweep",
+    "update_transfer",
     "weighting_order",
 ]
 
@@ -255,6 +257,47 @@ class GradientPanel:
 
 
 @dataclass(frozen=True)
+class UpdateTransfer:
+    """How much of a weighting's push on its tail classes reaches the parameters, in one cell.
+
+    ``tail`` are the classes whose loss mass the weighting raises (``loss_mass``
+    above ``loss_mass_unweighted``); each share below is the tail's summed share
+    per layer (:mod:`weightlab.diagnostics`), averaged over the layers.
+
+    Attributes:
+        arch, optimizer: the cell.
+        weighting, seed: the weighted trial (:func:`diagnostics_trial` of the cell).
+        when: ``"init"`` or ``"final"``; source: ``"stored"`` or ``"computed"``.
+        tail: the tail classes' indices.
+        grad_unweighted, grad_weighted: the trial's gradient shares without and with its weights.
+        update_weighted: its update shares (its own loss and optimizer state).
+        grad_none, update_none: the cell's ``none`` trial of the same seed at the same moment
+            (its own gradient and update shares), ``None`` without one.
+        reached: :math:`(u_w - u_0) / (g_w - g_0)`, the part of the weighting's change of the
+            tail's gradient share that its update share shows (``_w``: the weighted trial;
+            ``_0``: the ``none`` trial); 1 under SGD, ``None`` without a ``none`` trial or
+            when the gradient share moved by less than 0.001.
+        optimizer_class, preconditioner: from the trial's ``update_shares``.
+    """
+
+    arch: str
+    optimizer: str
+    weighting: str
+    seed: int
+    when: Literal["init", "final"]
+    source: Literal["stored", "computed"]
+    tail: list[int]
+    grad_unweighted: float
+    grad_weighted: float
+    update_weighted: float
+    grad_none: float | None
+    update_none: float | None
+    reached: float | None
+    optimizer_class: str
+    preconditioner: str
+
+
+@dataclass(frozen=True)
 class FailedTrial:
     """A trial stored as failed, and why."""
 
@@ -293,6 +336,7 @@ class ReportAnalysis:
         calibration: per architecture with matched logits, :func:`calibration`.
         data_errors: data sets that could not be reloaded, and why.
         gradients, diagnostics_errors: :func:`gradient_panels`.
+        updates: :func:`update_transfer` per (architecture, optimizer) cell.
         failures, models: :func:`failures`, :func:`model_uses`.
         spec, command, versions: the store's metadata of the same names.
         cells: :func:`cell_details` per cell of the summary.
@@ -322,6 +366,7 @@ class ReportAnalysis:
     command: Any
     versions: dict[str, Any]
     cells: list[CellDetail]
+    updates: list[UpdateTransfer] = field(default_factory=list)
 
 
 # -- reloading data ---------------------------------------------------------------------
@@ -894,6 +939,126 @@ def gradient_panels(
     return out, errors
 
 
+def _tail_share(shares: Any, tail: Sequence[int]) -> float | None:
+    """The tail's summed share per layer, averaged over the layers that have shares."""
+    if not shares:
+        return None
+    rows = [sum(row[c] for c in tail) for row in shares if row and None not in row]
+    return float(np.mean(rows)) if rows else None
+
+
+def _has_updates(d: object) -> bool:
+    """Whether a diagnostics dict holds update shares (stores before them hold none)."""
+    return (
+        isinstance(d, Mapping)
+        and bool(d.get("layers"))
+        and bool((d.get("update_shares") or {}).get("share"))
+    )
+
+
+def _with_updates(r: TrialResult, when: str) -> Mapping[str, Any] | None:
+    """A trial's stored diagnostics at ``when`` if they hold update shares."""
+    d = (r.extra.get("diagnostics") or {}).get(when)
+    return d if _has_updates(d) else None
+
+
+def update_transfer(
+    results: Sequence[TrialResult],
+    archs: Sequence[str],
+    optimizers: Sequence[str],
+    compute: Callable[[TrialResult], Mapping[str, Any] | None] | None = None,
+) -> list[UpdateTransfer]:
+    """Per (architecture, optimizer) cell, gradient against update shares of the tail classes.
+
+    The cell's weighted trial is :func:`diagnostics_trial` of the trials with
+    stored update shares (after training if any have them, else at
+    initialisation), compared with the ``none`` trial of the same seed at the
+    same moment. A cell that stored none gets, with ``compute`` (a trial's
+    diagnostics at initialisation, e.g. :func:`weightlab.lab.diagnose.diagnostics_for_trial`;
+    ``None`` where it cannot), those of its weighted trial and of that ``none``
+    trial, which start from the same parameters. Without either, stores
+    written before update shares give no rows.
+
+    Example:
+        >>> update_transfer([], ["mlp"], ["sgd"])
+        []
+    """
+    out: list[UpdateTransfer] = []
+    for arch in archs:
+        for opt in optimizers:
+            cell = [r for r in results if r.config.arch == arch and r.config.optimizer == opt]
+            row = _transfer(cell, arch, opt, compute)
+            if row is not None:
+                out.append(row)
+    return out
+
+
+def _transfer(
+    cell: Sequence[TrialResult],
+    arch: str,
+    opt: str,
+    compute: Callable[[TrialResult], Mapping[str, Any] | None] | None,
+) -> UpdateTransfer | None:
+    """:func:`update_transfer`'s row of one cell, or ``None``."""
+
+    def none_of(trial: TrialResult) -> TrialResult | None:
+        return next((r for r in cell if r.config.weighting == "none"
+                     and r.config.seed == trial.config.seed), None)  # fmt: skip
+
+    found = None
+    for when in ("final", "init"):
+        have = [r for r in cell if r.config.weighting != "none" and _with_updates(r, when)]
+        chosen = diagnostics_trial(have)
+        if chosen is not None:
+            base = none_of(chosen)
+            found = (chosen, when, "stored", _with_updates(chosen, when),
+                     None if base is None else _with_updates(base, when))  # fmt: skip
+            break
+    if found is None and compute is not None:
+        chosen = diagnostics_trial([r for r in cell if r.config.weighting != "none"])
+        if chosen is not None:
+            base = none_of(chosen)
+            found = (chosen, "init", "computed", compute(chosen),
+                     None if base is None else compute(base))  # fmt: skip
+    if found is None or not _has_updates(found[3]):
+        return None
+    trial, when, source, d, d0 = found
+    assert d is not None
+    mass, mass0 = d.get("loss_mass") or [], d.get("loss_mass_unweighted") or []
+    tail = [c for c, (a, b) in enumerate(zip(mass, mass0, strict=False)) if a > b + 1e-12]
+    u = d["update_shares"]
+    gw, gu = _tail_share(d["share_weighted"], tail), _tail_share(d["share_unweighted"], tail)
+    uw = _tail_share(u["share"], tail)
+    if not tail or gw is None or gu is None or uw is None:
+        return None
+    g0 = u0 = reached = None
+    if d0 is not None and _has_updates(d0):
+        g0 = _tail_share(d0["share_weighted"], tail)
+        u0 = _tail_share(d0["update_shares"]["share"], tail)
+    if g0 is not None and u0 is not None and abs(gw - g0) >= 1e-3:
+        reached = (uw - u0) / (gw - g0)
+    return UpdateTransfer(
+        arch, opt, _label(trial.config), trial.config.seed, when, source,  # type: ignore[arg-type]
+        tail, gu, gw, uw, g0, u0, reached,
+        str(u.get("optimizer", "")), str(u.get("preconditioner", "")),
+    )  # fmt: skip
+
+
+def _init_diagnostics(cache: DataCache) -> Callable[[TrialResult], Mapping[str, Any] | None]:
+    """A lab trial's diagnostics at initialisation, ``None`` for a user model or on an error."""
+
+    def compute(r: TrialResult) -> Mapping[str, Any] | None:
+        data = cache.get(r.config) if _is_lab_model(r) else None
+        if data is None:
+            return None
+        try:
+            return diagnose.diagnostics_for_trial(r.config, data)
+        except Exception:  # shown as a missing row; gradient_panels reports its errors
+            return None
+
+    return compute
+
+
 def failures(results: Iterable[TrialResult]) -> list[FailedTrial]:
     """Every trial stored as failed, in store order."""
     return [FailedTrial(r.config.trial_id, r.config.arch, r.config.optimizer, _label(r.config),
@@ -948,6 +1113,9 @@ def analyze(
     # The data errors shown are those of the sections above (not of the diagnostics below).
     data_errors = dict(cache.errors)
     gradients, diag_errors = gradient_panels(results, archs, cache, diagnostics)
+    updates = update_transfer(
+        results, archs, opts, _init_diagnostics(cache) if diagnostics else None
+    )
     return ReportAnalysis(
         metric=metric,
         higher_is_better=HIGHER_IS_BETTER.get(metric, True),
@@ -973,4 +1141,5 @@ def analyze(
         command=meta.get("command"),
         versions=dict(meta.get("versions") or {}),
         cells=cells,
+        updates=updates,
     )

@@ -253,22 +253,33 @@ def gradient_shares(
     weighted: Sequence[Sequence[float | None]],
     mass_unweighted: Sequence[float],
     mass_weighted: Sequence[float],
+    update: Sequence[Sequence[float | None]] | None = None,
+    update_label: str = "",
 ) -> str:
-    """Per-class share of each layer's gradient norm, unweighted and weighted; the loss mass."""
+    """Per-class share of each layer's gradient norm, unweighted and weighted; the loss mass.
+
+    With ``update`` (the weighted loss's update shares), a third heatmap beside
+    the weighted gradient's, on the same colour scale, titled with ``update_label``
+    (the optimizer).
+    """
     c = len(classes)
-    fig, axes = _figure(3.2 * 2 + 0.25 * c + 3, max(2.4, 0.35 * len(layers) + 1.6), 1, 3,
-                        gridspec_kw={"width_ratios": [1, 1, 0.9]})  # fmt: skip
-    top = max([v for m in (unweighted, weighted) for r in m for v in r if v is not None] + [1e-9])
-    for ax, mat, title in ((axes[0, 0], unweighted, "unweighted"), (axes[0, 1], weighted,
-                                                                    "weighted")):  # fmt: skip
-        heatmap(salt, mat, layers, classes, title=f"gradient share, {title}", xlabel="class",
-                vmin=0.0, vmax=top, annotate=len(classes) <= 12, ax=ax)  # fmt: skip
-    axes[0, 1].set_yticklabels([])
-    ax = axes[0, 2]
+    mats = [(unweighted, "gradient share, unweighted"), (weighted, "gradient share, weighted")]
+    if update is not None:
+        mats.append((update, f"update share, weighted ({update_label})"))
+    n = len(mats)
+    fig, axes = _figure(3.2 * n + 0.25 * c + 3, max(2.4, 0.35 * len(layers) + 1.6), 1, n + 1,
+                        gridspec_kw={"width_ratios": [1] * n + [0.9]})  # fmt: skip
+    top = max([v for m, _ in mats for r in m for v in r if v is not None] + [1e-9])
+    for i, (mat, title) in enumerate(mats):
+        heatmap(salt, mat, layers, classes, title=title, xlabel="class", vmin=0.0, vmax=top,
+                annotate=len(classes) <= 12, ax=axes[0, i])  # fmt: skip
+        if i:
+            axes[0, i].set_yticklabels([])
+    ax = axes[0, n]
     x = np.arange(c)
     ax.bar(x - 0.2, mass_unweighted, 0.4, label="unweighted", color=_PALETTE[7])
     ax.bar(x + 0.2, mass_weighted, 0.4, label="weighted", color=_PALETTE[0])
-    ax.set_xticks(x, [label(n) for n in classes], rotation=45 if c > 6 else 0, fontsize=7)
+    ax.set_xticks(x, [label(name) for name in classes], rotation=45 if c > 6 else 0, fontsize=7)
     ax.set_title("loss mass (count x weight)", fontsize=9)
     ax.set_xlabel("class", fontsize=8)
     ax.legend(fontsize=6, frameon=False)

@@ -33,6 +33,7 @@ from weightlab.report.analysis import (
     ModelUse,
     ReportAnalysis,
     StrengthSweep,
+    UpdateTransfer,
     analyze,
     weighting_order,
 )
@@ -41,8 +42,12 @@ __all__ = ["build_context", "render_html", "render_report", "write_report"]
 
 _WHEN = {"init": "at initialisation", "final": "after training"}
 #: The leaderboard's mark of each entry against the cell's chosen (validation-best) one.
-_MARK = {"chosen": "★ chosen", "tie": "≈ tie", "worse": "▼ worse",
-         "better on test": "▲ better on test"}
+_MARK = {
+    "chosen": "★ chosen",
+    "tie": "≈ tie",
+    "worse": "▼ worse",
+    "better on test": "▲ better on test",
+}
 _SOURCE = {
     "stored": "stored by the engine",
     "computed": "computed for this report on a freshly initialised model",
@@ -120,6 +125,7 @@ def _layout(a: ReportAnalysis) -> dict[str, Any]:
         figs["reliability"] = figures.reliability("fig-reliability", panels)
     ctx["data_errors"] = dict(a.data_errors)
     ctx["gradients"] = [_gradient(g, a.data.class_names) for g in a.gradients]
+    ctx["updates"] = [_update_row(u, a.data.class_names) for u in a.updates]
     ctx["failures"] = [
         {"trial_id": f.trial_id, "arch": f.arch, "optimizer": f.optimizer,
          "weighting": f.weighting, "seed": f.seed, "reason": f.reason}
@@ -180,9 +186,17 @@ def _cell(c: CellDetail, a: ReportAnalysis) -> dict[str, Any]:
                               c.val_metric, c.confusion, c.precision, c.recall, c.pr,
                               metric=a.metric)  # fmt: skip
     last = {w: (len(v), int(np.argmax(v)) + 1) for w, v in c.val_metric.items() if v}
-    return {"arch": c.arch, "optimizer": c.optimizer, "label": c.label, "shown": c.shown,
-            "undertrained": c.undertrained, "svg": svg, "id": fig_id, "binary": bool(c.pr),
-            "peak": ", ".join(f"{w}: epoch {p} of {n}" for w, (n, p) in last.items())}
+    return {
+        "arch": c.arch,
+        "optimizer": c.optimizer,
+        "label": c.label,
+        "shown": c.shown,
+        "undertrained": c.undertrained,
+        "svg": svg,
+        "id": fig_id,
+        "binary": bool(c.pr),
+        "peak": ", ".join(f"{w}: epoch {p} of {n}" for w, (n, p) in last.items()),
+    }
 
 
 def _data(d: DataInfo, spec: dict[str, Any]) -> dict[str, Any]:
@@ -265,19 +279,52 @@ def _calibration(
 
 
 def _gradient(g: GradientPanel, class_names: Sequence[str]) -> dict[str, Any]:
-    """One gradient-shares figure and what its caption says."""
+    """One gradient-shares figure (with update shares where stored) and what its caption says."""
     d = g.diagnostics
     classes = d["classes"]
     names = list(class_names) if len(class_names) == len(classes) else [str(c) for c in classes]
     fig_id = f"fig-grad-{g.arch}-{g.when}"
+    upd = d.get("update_shares") or {}  # stores written before update shares hold none
+    share = upd.get("share")
     svg = figures.gradient_shares(
         fig_id,
         d["layers"], names, d["share_unweighted"], d["share_weighted"],
         d.get("loss_mass_unweighted") or [0.0] * len(names), d["loss_mass"],
+        update=share, update_label=str(upd.get("optimizer", g.optimizer)),
     )  # fmt: skip
+    if share:
+        source = _PRECONDITIONER.get(str(upd.get("preconditioner")), "its state")
+        update = f"update shares under {upd.get('optimizer')}, preconditioner from {source}"
+    elif upd.get("missing"):
+        update = f"no update shares: {upd['missing']}"
+    else:
+        update = "no update shares stored"
     return {"arch": g.arch, "when": _WHEN[g.when], "weighting": g.weighting,
             "optimizer": g.optimizer, "seed": g.seed, "source": _SOURCE[g.source],
-            "svg": svg, "id": fig_id}  # fmt: skip
+            "svg": svg, "id": fig_id, "update": update}  # fmt: skip
+
+
+#: What each ``update_shares["preconditioner"]`` says, for a caption.
+_PRECONDITIONER = {
+    "identity": "none (SGD: the update follows the gradient)",
+    "state": "the optimizer's state at the end of training",
+    "first step": "the first step (no state yet: Adam's |g| + eps, RMSprop's)",
+    "mixed": "its state where it has stepped, the first step elsewhere",
+}
+
+
+def _update_row(u: UpdateTransfer, class_names: Sequence[str]) -> dict[str, str]:
+    """One row of the table of how much of a weighting's push reaches the parameters."""
+    names = list(class_names)
+    tail = ", ".join(names[c] if c < len(names) else str(c) for c in u.tail)
+    return {
+        "arch": u.arch, "optimizer": u.optimizer, "weighting": u.weighting, "seed": str(u.seed),
+        "when": _WHEN[u.when] + ("" if u.source == "stored" else " (computed)"), "tail": tail,
+        "grad": f"{_fmt(u.grad_unweighted)} → {_fmt(u.grad_weighted)}",
+        "grad_none": _fmt(u.grad_none), "update_none": _fmt(u.update_none),
+        "update": _fmt(u.update_weighted), "reached": _fmt(u.reached),
+        "preconditioner": u.preconditioner,
+    }  # fmt: skip
 
 
 def _model_rows(models: Sequence[ModelUse]) -> list[dict[str, str]]:
