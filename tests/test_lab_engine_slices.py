@@ -157,3 +157,12 @@ def test_bad_patience_and_rates_name_the_fix(digits):
         train_stack(digits, [_cfg(0, weight_decay=float("nan"))], _ones(1))
     with pytest.raises(InvalidValueError, match=r"drw_epochs.*Pass both"):
         train_stack(digits, [_cfg(0)], _ones(1), late_class_weights=_ones(1))
+
+
+def test_slices_that_left_the_stack_keep_their_optimizer_state_for_the_diagnostics(digits):
+    cfgs = [_cfg(s, "adam", epochs=12, lr=0.05) for s in (0, 1, 2)]
+    res = train_stack(digits, cfgs, _ones(3), patience=1, diagnostics=True)
+    assert any("stopped_epoch" in r.extra for r in res)
+    for r in res:  # every reported slice's update shares read its own optimizer state
+        shares = r.extra["diagnostics"]["final"]["update_shares"]
+        assert shares.get("missing") is None and shares["share"] is not None

@@ -489,6 +489,7 @@ def train_stack(
     pruned: dict[int, str] = {}
     stopped: dict[int, int] = {}  # early-stopped slice -> its last epoch
     saved: dict[int, list[torch.Tensor]] = {}  # a slice that left the stack: its checkpoint
+    saved_state: dict[int, dict[tuple[int, str], torch.Tensor]] = {}  # ... and optimizer state
     best_val = torch.full((k,), -math.inf)
     since_best = torch.zeros(k, dtype=torch.long)
     best = [p.detach().clone() for p in params] if checkpoint == "best" else []
@@ -570,6 +571,7 @@ def train_stack(
             for pos, i in enumerate(ids):
                 if i in stopped and i not in pruned:
                     saved[i] = [(best or params)[j][pos].clone() for j in range(len(params))]
+                    saved_state[i] = _state_rows(opt, params, pos)
             keep_t = torch.tensor(keep, dtype=torch.long)
             select_slices(model, keep_t, opt, [best] if best else [])
             params = list(model.parameters())
@@ -588,7 +590,7 @@ def train_stack(
     diag_final: list[dict[str, Any] | None] = [None] * len(report)
     if report:
         with torch.no_grad():
-            _load_slices(model, params, best, idx.tolist(), saved, report)
+            _load_slices(model, params, best, idx.tolist(), saved, report, opt, saved_state)
             val_logits = stacked_logits(model, d.x_val, len(report)).numpy()
             val_scores = _val_metrics(val_logits, data)
             if evaluate_test:
@@ -692,6 +694,18 @@ def _leaving(
     return gone
 
 
+def _state_rows(
+    opt: torch.optim.Optimizer, params: list[torch.Tensor], pos: int
+) -> dict[tuple[int, str], torch.Tensor]:
+    """Slice ``pos``'s rows of the optimizer's per-parameter state (momentum, moments)."""
+    rows = {}
+    for j, p in enumerate(params):
+        for key, v in opt.state.get(p, {}).items():
+            if torch.is_tensor(v) and v.shape == p.shape:
+                rows[(j, key)] = v[pos].clone()
+    return rows
+
+
 def _load_slices(
     model: nn.Module,
     params: list[torch.Tensor],
@@ -699,8 +713,15 @@ def _load_slices(
     ids: list[int],
     saved: dict[int, list[torch.Tensor]],
     report: list[int],
+    opt: torch.optim.Optimizer | None = None,
+    saved_state: dict[int, dict[tuple[int, str], torch.Tensor]] | None = None,
 ) -> None:
-    """Put the reported slices' checkpoints into the stack, in ``report`` order."""
+    """Put the reported slices' checkpoints into the stack, in ``report`` order.
+
+    The optimizer's state follows them (the rows of the slices still in the
+    stack, and those kept when a slice left), so the final diagnostics read
+    each reported slice's own optimizer state.
+    """
     final = best or params
     if not saved and ids == report:
         if best:
@@ -712,8 +733,29 @@ def _load_slices(
         torch.stack([saved[i][j] if i in saved else final[j][at[i]] for i in report])
         for j in range(len(params))
     ]
+    states: list[dict[str, Any] | None] = []
+    for j, p in enumerate(params):
+        state = dict(opt.state.get(p, {})) if opt is not None else {}
+        for key, v in list(state.items()):
+            if not (torch.is_tensor(v) and v.shape == p.shape):
+                continue
+            rows = [(saved_state or {}).get(i, {}).get((j, key)) if i in saved else v[at[i]]
+                    for i in report]  # fmt: skip
+            if any(r is None for r in rows):
+                state = {}
+                break
+            state[key] = torch.stack([r for r in rows if r is not None])
+        states.append(state or None)
     order = iter(stacked)
     replace_slices(model, lambda _: next(order))
+    if opt is not None:
+        swap = dict(zip((id(p) for p in params), model.parameters(), strict=True))
+        for p, kept in zip(params, states, strict=True):
+            opt.state.pop(p, None)
+            if kept is not None:
+                opt.state[swap[id(p)]] = kept
+        for group in opt.param_groups:
+            group["params"] = [swap.get(id(p), p) for p in group["params"]]
     for mod in model.modules():
         if hasattr(mod, "k"):
             setattr(mod, "k", len(report))  # noqa: B010 - nn.Module types its attributes
