@@ -37,11 +37,12 @@ ONE = ["study", "--archs", "mlp", "--optimizers", "sgd", "--weightings", "none",
        "--epochs", "1", "--quiet", "--no-report", "--no-diagnostics"]  # fmt: skip
 #: Eight stacks of three trials (about 20 s to train on two cores).
 SPEC = {"archs": ["mlp"], "optimizers": ["sgd", "adam", "adamw", "rmsprop"],
-        "weightings": ["none", "balanced", "focal"], "seeds": [0, 1], "epochs": 4}  # fmt: skip
+        "weightings": ["none", "balanced", "focal"], "seeds": [0, 1], "epochs": 4,
+        "lr": 0.05, "lrs": {}}  # fmt: skip
 ARGS = ["--archs", "mlp", "--optimizers", "sgd,adam,adamw,rmsprop", "--weightings",
-        "none,balanced,focal", "--seeds", "0,1", "--epochs", "4", "--quiet", "--no-report",
-        "--no-diagnostics"]  # fmt: skip
-TOTAL = StudySpec(**SPEC).num_trials
+        "none,balanced,focal", "--seeds", "0,1", "--epochs", "4", "--lr", "0.05", "--quiet",
+        "--no-report", "--no-diagnostics"]  # fmt: skip
+TOTAL = StudySpec.preset("quick", **SPEC).num_trials
 
 
 def fails(*args: str) -> str:
@@ -231,7 +232,7 @@ def test_a_driver_killed_with_sigkill_is_resumed_by_a_rerun(tmp_path):
     assert {tid: after[tid] for tid in before} == before  # finished rows untouched
     with SQLiteStore(store, create=False) as s:
         assert s.running_ids() == set()
-        assert s.finished_ids() == {c.trial_id for c in StudySpec(**SPEC).trials()}
+        assert s.finished_ids() == {c.trial_id for c in StudySpec.preset("quick", **SPEC).trials()}
 
 
 @pytest.mark.slow

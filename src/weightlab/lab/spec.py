@@ -101,7 +101,7 @@ class StudySpec:
 
         Example:
             >>> StudySpec.preset("quick").num_trials
-            126
+            252
         """
         if name not in PRESETS:
             raise InvalidValueError(

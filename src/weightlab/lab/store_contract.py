@@ -266,7 +266,7 @@ class StoreContract(abc.ABC):
         with _raises(InvalidValueError) as info:
             store.put(TrialResult(make_config(), "running"))  # type: ignore[arg-type]
         assert str(info.value) == (
-            "Expected `result.status` to be 'done' or 'failed', but got 'running'. "
+            "Expected `result.status` to be 'done', 'failed' or 'pruned', but got 'running'. "
             "Store a trial once it has finished; use mark_running() before."
         ), str(info.value)
         with _raises(InvalidValueError) as info:
