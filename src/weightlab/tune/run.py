@@ -45,7 +45,7 @@ from weightlab.lab.sources import TrialSource
 from weightlab.lab.spec import StudySpec, group_stacks
 from weightlab.lab.store import ResultStore
 from weightlab.lab.trial import TrialConfig, TrialResult
-from weightlab.lab.weightings import resolve_weighting
+from weightlab.lab.weightings import resolve_weighting, weighting_label
 from weightlab.tune.source import TRIAL_ID, Cell, OptunaSource
 from weightlab.tune.space import SearchSpace
 from weightlab.tune.trainer import TuneTrainer
@@ -661,10 +661,9 @@ def _judge_plan(
         entries: list[tuple[str, Any, TrialConfig]] = []
         for trial in chosen:
             tid = trial.user_attrs.get(TRIAL_ID)
-            if tid is None or tid not in store.statuses([tid]):
+            stored = store.get(tid) if tid is not None else None  # None: not finished
+            if stored is None:
                 continue
-            stored = store.get(tid)
-            assert stored is not None
             entries.append(("chosen", trial, stored.config))
         if not entries:
             plans[cell.name] = []
@@ -717,9 +716,8 @@ def _outcome(
         engines = set()
         for t in told:
             tid = t.user_attrs.get(TRIAL_ID)
-            if tid and tid in store.statuses([tid]):
-                res = store.get(tid)
-                assert res is not None
+            res = store.get(tid) if tid else None
+            if res is not None:
                 trained += len(res.val_metric)
                 full += spec.epochs
                 engines.add(str(res.extra.get("engine", "")))
@@ -732,7 +730,7 @@ def _outcome(
         }
         for cfgs in per_seed.values():
             for c in cfgs:
-                got = store.get(c.trial_id) if c.trial_id in store.statuses([c.trial_id]) else None
+                got = store.get(c.trial_id)
                 if got is not None:
                     results[c.trial_id] = got
         ok = {
@@ -755,7 +753,7 @@ def _outcome(
             cw, late, paste = _paste(cfg, data)
             judged.append(
                 Judged(
-                    label=_label(cfg),
+                    label=weighting_label(cfg),
                     role=role,
                     config=cfg,
                     val=None if trial is None else list(trial.values),
@@ -777,7 +775,7 @@ def _outcome(
                 done=states.count("complete"),
                 pruned=states.count("pruned"),
                 failed=states.count("fail"),
-                best_val=list(_chosen_trials(cell, 1)[0].values) if _chosen_trials(cell, 1) else [],
+                best_val=[v for t in _chosen_trials(cell, 1) for v in t.values],
                 judged=judged,
                 history=[
                     (t.number, t.values[0] if t.values else None, t.state.name.lower())
@@ -800,12 +798,6 @@ def _outcome(
         class_names=tuple(data.class_names),
         train_counts=[int(c) for c in data.train_counts],
     )
-
-
-def _label(config: TrialConfig) -> str:
-    from weightlab.lab.weightings import weighting_label
-
-    return weighting_label(config)
 
 
 def _importances(cell: Cell) -> dict[str, float]:

@@ -31,6 +31,7 @@ from weightlab.lab.sources import TrialSource
 from weightlab.lab.spec import group_stacks
 from weightlab.lab.store import ResultStore
 from weightlab.lab.trial import TrialConfig, TrialResult
+from weightlab.lab.weightings import weighting_label
 from weightlab.tune.space import SearchSpace
 from weightlab.tune.trainer import PRUNER_ATTRS, PruneContext, StackJob
 
@@ -165,11 +166,11 @@ class OptunaSource(TrialSource):
             config = cell.space.suggest(trial, cell.grid).apply(cell.base)
             tid = config.trial_id
             trial.set_user_attr(TRIAL_ID, tid)
-            trial.set_user_attr("weighting", _label(config))
+            trial.set_user_attr("weighting", weighting_label(config))
             if tid in cell.waiting:  # its twin is in flight: told together
                 cell.waiting[tid].append(trial)
                 continue
-            stored = self.store.get(tid) if tid in self.store.statuses([tid]) else None
+            stored = self.store.get(tid)
             if stored is not None:  # trained before (this run or an earlier one)
                 self._tell_trial(cell, trial, stored)
                 continue
@@ -217,12 +218,6 @@ class OptunaSource(TrialSource):
             cell.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
         cell.study.tell(trial, values[0] if single else values)
-
-
-def _label(config: TrialConfig) -> str:
-    from weightlab.lab.weightings import weighting_label
-
-    return weighting_label(config)
 
 
 def _snapshot(cell: Cell, numbers: tuple[int, ...]) -> PruneContext:
