@@ -29,18 +29,8 @@ def _parts(per_sample, target, class_weight):
     return LossParts(per_sample.sum(), class_weight[target].sum())
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models: one intra-op thread is faster, and immune to a busy second core.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_data("digits-lt", imbalance_ratio=10)
+# one intra-op thread and digits-lt (ratio 10) from tests/conftest.py
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _configs(arch, optimizer, *, epochs=2, hidden=8, lr=None, seeds=(0, 1, 2)):
