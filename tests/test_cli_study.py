@@ -464,3 +464,18 @@ def test_study_csv_without_a_recognisable_target_lists_its_columns(tmp_path: Pat
         app, ["study", *ONE_TRIAL, "--store", str(store), "--data", str(path), "--target", "kind"]
     )
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--lr-grid", "sgd"], "Error: Expected `--lr-grid` to be OPTIMIZER=LR,LR, but got 'sgd'."),
+        (["--lr-grid", "sgd=0.1,x"], "Error: Expected `--lr-grid` to be comma-separated numbers"),
+        (["--lr-grid", "sgdd=0.1"], "Error: Expected `lrs` to map optimizers"),
+        (["--patience", "0"], "Error: Expected `patience` to be None or an integer >= 1"),
+    ],
+)
+def test_bad_lr_grid_and_patience_name_the_fix(tmp_path: Path, args: list[str], message: str) -> None:
+    out = runner.invoke(app, ["study", *args, "--store", str(tmp_path / "s.sqlite")])
+    assert out.exit_code == 2
+    assert " ".join(out.output.split()).startswith(message), out.output
