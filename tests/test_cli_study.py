@@ -475,7 +475,9 @@ def test_study_csv_without_a_recognisable_target_lists_its_columns(tmp_path: Pat
         (["--patience", "0"], "Error: Expected `patience` to be None or an integer >= 1"),
     ],
 )
-def test_bad_lr_grid_and_patience_name_the_fix(tmp_path: Path, args: list[str], message: str) -> None:
+def test_bad_lr_grid_and_patience_name_the_fix(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
     out = runner.invoke(app, ["study", *args, "--store", str(tmp_path / "s.sqlite")])
     assert out.exit_code == 2
     assert " ".join(out.output.split()).startswith(message), out.output
